@@ -1,0 +1,164 @@
+"""evaluate: IR metrics per run and split with trec_eval (``pytrec_eval``), plus per-query values.
+
+Metric names look like ``ndcg@10``; each family maps to a trec_eval measure in :data:`METRICS`.
+Conventions (trec_eval's, stated so nobody has to guess):
+
+* gains are the graded qrels (nDCG uses linear gain, like trec_eval and BEIR);
+* a judged query that is missing from a run scores 0 on every metric (trec_eval ``-c``);
+* queries with no relevant document are left out of the means and counted separately
+  (they are the no-evidence queries that later stages score with a false-evidence rate);
+* ties inside a run are ordered by trec_eval (score, then doc id descending) -- the run files
+  keep full float precision, so ties are real ties.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytrec_eval
+
+from rerank_lab.errors import ConfigError, InputError, unknown_name
+from rerank_lab.io.atomic import atomic_dir, write_text
+from rerank_lab.io.qrels import Qrels, read_qrels
+from rerank_lab.io.trec import Run, read_run
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A metric family: the trec_eval measure for cut-off ``k`` and the result key it writes."""
+
+    measure: Callable[[int], str]
+    key: Callable[[int], str]
+    truncate_run: bool = False  # trec_eval's recip_rank has no cut-off: cut the run instead
+
+
+METRICS: dict[str, Metric] = {
+    "ndcg": Metric(lambda k: f"ndcg_cut.{k}", lambda k: f"ndcg_cut_{k}"),
+    "recall": Metric(lambda k: f"recall.{k}", lambda k: f"recall_{k}"),
+    "precision": Metric(lambda k: f"P.{k}", lambda k: f"P_{k}"),
+    "map": Metric(lambda k: f"map_cut.{k}", lambda k: f"map_cut_{k}"),
+    "mrr": Metric(lambda k: "recip_rank", lambda k: "recip_rank", truncate_run=True),
+}
+
+
+def parse_metric(name: str) -> tuple[Metric, int]:
+    """``'ndcg@10'`` -> (the nDCG family, 10); unknown names list the valid families.
+
+    >>> parse_metric("recall@100")[1]
+    100
+    """
+    m = re.fullmatch(r"([a-z]+)@(\d+)", name)
+    if not m:
+        raise ConfigError(f"metric {name!r} is not <name>@<k>", fix="write e.g. ndcg@10, mrr@10, recall@100")
+    family, k = m.group(1), int(m.group(2))
+    if family not in METRICS:
+        raise unknown_name("metric", family, list(METRICS))
+    if k < 1:
+        raise ConfigError(f"metric {name!r} needs k >= 1", fix="write e.g. ndcg@10")
+    return METRICS[family], k
+
+
+def _trec_eval_top(run: Run, k: int) -> Run:
+    """The top ``k`` of each query in trec_eval's own order (score descending, ties by doc id
+    descending), so a cut-off metric sees the same top ``k`` as trec_eval's ``ndcg_cut``/``P``.
+
+    >>> _trec_eval_top({"q": {"a": 1.0, "b": 1.0, "c": 2.0}}, 2)
+    {'q': {'c': 2.0, 'b': 1.0}}
+    """
+    return {qid: dict(sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:k]) for qid, docs in run.items()}
+
+
+def per_query(run: Run, qrels: Qrels, metrics: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """``{query id: {metric: value}}`` for every query with at least one relevant document.
+
+    >>> qrels = {"q1": {"d1": 1}, "q2": {"d9": 1}}
+    >>> run = {"q1": {"d0": 2.0, "d1": 1.0}}
+    >>> per_query(run, qrels, ("mrr@10", "recall@1"))
+    {'q1': {'mrr@10': 0.5, 'recall@1': 0.0}, 'q2': {'mrr@10': 0.0, 'recall@1': 0.0}}
+    """
+    judged = {q: docs for q, docs in qrels.items() if any(g > 0 for g in docs.values())}
+    out: dict[str, dict[str, float]] = {q: {} for q in sorted(judged)}
+    if not judged:
+        return out
+    plain, cut = {}, {}
+    for name in metrics:
+        metric, k = parse_metric(name)
+        (cut if metric.truncate_run else plain)[name] = (metric, k)
+    jobs = [(run, plain)] if plain else []
+    jobs += [(_trec_eval_top(run, k), {name: (metric, k)}) for name, (metric, k) in cut.items()]
+    for job_run, wanted in jobs:
+        measures = {metric.measure(k) for metric, k in wanted.values()}
+        results = pytrec_eval.RelevanceEvaluator(judged, measures).evaluate({q: d for q, d in job_run.items() if q in judged and d})
+        for qid in out:
+            for name, (metric, k) in wanted.items():
+                out[qid][name] = float(results.get(qid, {}).get(metric.key(k), 0.0))
+    return {qid: {name: v[name] for name in metrics} for qid, v in out.items()}  # keys in the order asked for
+
+
+def mean(values: dict[str, dict[str, float]], metrics: tuple[str, ...]) -> dict[str, float]:
+    """The mean of each metric over the queries in ``values``."""
+    n = len(values)
+    return {m: (sum(v[m] for v in values.values()) / n if n else 0.0) for m in metrics}
+
+
+def find_runs(run_roots: list[Path]) -> dict[str, Path]:
+    """``{run name: folder}`` for every sub-folder holding ``*.trec`` files under the roots."""
+    found: dict[str, Path] = {}
+    for root in run_roots:
+        for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []:
+            if any(folder.glob("*.trec")):
+                if folder.name in found:
+                    raise InputError(
+                        f"two runs are named {folder.name!r}", path=folder, fix="give every retriever and fusion a distinct name"
+                    )
+                found[folder.name] = folder
+    if not found:
+        raise InputError("no runs found", path=", ".join(map(str, run_roots)), fix="run the retrieve stage first")
+    return found
+
+
+def evaluate_runs(
+    run_roots: list[Path], qrels_dir: Path, query_ids: dict[str, set[str]], metrics: tuple[str, ...], splits: tuple[str, ...]
+) -> tuple[dict, list[tuple[str, str, str, dict[str, float]]]]:
+    """Evaluate every run on every split; returns the summary and the per-query rows."""
+    for name in metrics:
+        parse_metric(name)
+    summary: dict = {}
+    rows: list[tuple[str, str, str, dict[str, float]]] = []
+    for name, folder in find_runs(run_roots).items():
+        for split in splits:
+            run_path = folder / f"{split}.trec"
+            if not run_path.is_file():
+                continue
+            run = read_run(run_path)
+            known = query_ids.get(split, set())
+            stray = sorted(set(run) - known)
+            if stray:
+                raise InputError(
+                    f"run names query {stray[0]!r}, which the {split} split lacks",
+                    path=run_path,
+                    record=f"query {stray[0]}",
+                    fix="retrieve with the dataset this evaluation reads",
+                )
+            qrels = read_qrels(qrels_dir / f"{split}.tsv")
+            values = per_query(run, qrels, metrics)
+            summary.setdefault(name, {})[split] = {
+                **{m: round(v, 6) for m, v in mean(values, metrics).items()},
+                "queries": len(values),
+                "queries_without_relevant": len(known) - len(values),
+            }
+            rows += [(name, split, qid, v) for qid, v in values.items()]
+    return summary, rows
+
+
+def write_evaluation(summary: dict, rows: list, metrics: tuple[str, ...], metrics_path: Path, per_query_dir: Path) -> None:
+    """Write the DVC metrics JSON and ``per_query.tsv`` atomically."""
+    with atomic_dir(per_query_dir) as tmp:
+        lines = ["run\tsplit\tquery_id\t" + "\t".join(metrics)]
+        lines += [f"{r}\t{s}\t{q}\t" + "\t".join(repr(v[m]) for m in metrics) for r, s, q, v in rows]
+        write_text(tmp / "per_query.tsv", "\n".join(lines) + "\n")
+    write_text(metrics_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")

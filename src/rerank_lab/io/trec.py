@@ -1,0 +1,68 @@
+"""TREC run files: ``qid Q0 docid rank score tag``, one format for every stage.
+
+Order is pinned (score descending, then doc id ascending) and scores are written with
+``repr`` (shortest round-trip), so a run reads back exactly as it was computed and the same
+ranking always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rerank_lab.errors import InputError
+from rerank_lab.io.atomic import atomic_file
+from rerank_lab.io.text import read_lines
+
+Run = dict[str, dict[str, float]]
+
+
+def ranked(docs: dict[str, float]) -> list[tuple[str, float]]:
+    """Docs in the pinned order: score descending, ties by doc id ascending.
+
+    >>> ranked({"b": 1.0, "a": 1.0, "c": 2.0})
+    [('c', 2.0), ('a', 1.0), ('b', 1.0)]
+    """
+    return sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def truncate(run: Run, k: int) -> Run:
+    """The top ``k`` of each query in the pinned order."""
+    return {qid: dict(ranked(docs)[:k]) for qid, docs in run.items()}
+
+
+def write_run(run: Run, path: str | Path, tag: str, depth: int | None = None) -> None:
+    """Write ``run`` atomically, queries sorted by id, each cut to ``depth`` (all when None)."""
+    with atomic_file(path) as fh:
+        for qid in sorted(run):
+            for rank, (did, score) in enumerate(ranked(run[qid])[:depth], start=1):
+                fh.write(f"{qid} Q0 {did} {rank} {float(score)!r} {tag}\n")
+
+
+def read_run(path: str | Path) -> Run:
+    """Read a TREC run; malformed lines are reported with their number."""
+    run: Run = {}
+    for no, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        cols = line.split()
+        if len(cols) != 6:
+            raise InputError(
+                f"expected 6 columns (qid Q0 docid rank score tag), got {len(cols)}",
+                path=path,
+                record=f"line {no}",
+                fix="write TREC run lines",
+            )
+        qid, _, did, _, score, _ = cols
+        try:
+            value = float(score)
+        except ValueError:
+            raise InputError(
+                f"score {score!r} is not a number", path=path, record=f"line {no}", fix="the fifth column is the score"
+            ) from None
+        if math.isnan(value):
+            raise InputError("score is NaN", path=path, record=f"line {no}", fix="check the model that produced the run")
+        if did in run.get(qid, {}):
+            raise InputError(f"doc {did} appears twice for query {qid}", path=path, record=f"line {no}", fix="one line per (query, doc)")
+        run.setdefault(qid, {})[did] = value
+    return run

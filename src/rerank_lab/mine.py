@@ -1,0 +1,112 @@
+"""mine: append negatives (label 0) to every row of the chosen splits with a registered miner.
+
+Reads the (deduplicated) dataset, the corpus, the graded qrels (nothing judged relevant is ever a
+negative) and the first-stage runs; writes the dataset back with ``num_negatives`` negatives per
+row appended to ``texts``. Every random choice comes from ``seed`` and the query id, so the same
+seed gives byte-identical output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import datasets
+
+from rerank_lab.errors import ConfigError, InputError
+from rerank_lab.io.datasets import load_corpus
+from rerank_lab.io.qrels import read_qrels
+from rerank_lab.io.trec import Run, read_run
+from rerank_lab.miners.base import MineContext, row_rng
+from rerank_lab.schema import TEACHER_PREFIX, passage_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class MineConfig:
+    """The ``mine`` section: which ``miners.<name>`` entry, how many negatives, where."""
+
+    miner: str = "mixed"
+    num_negatives: int = 7
+    seed: int = 42
+    splits: tuple[str, ...] = ("train", "validation")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "splits", tuple(self.splits))
+        if self.num_negatives < 1:
+            raise ConfigError(f"num_negatives must be >= 1, got {self.num_negatives}", fix="e.g. 7")
+
+
+def load_runs(runs_root: Path, names: set[str], split: str, known: set[str]) -> dict[str, Run]:
+    """The named runs of one split; a run naming a query the split lacks is an error."""
+    runs: dict[str, Run] = {}
+    for name in sorted(names):
+        path = runs_root / name / f"{split}.trec"
+        if not path.is_file():
+            raise InputError(f"no {split} run for {name!r}", path=path, fix=f"add {split} to retrieve.splits or mine another run")
+        run = read_run(path)
+        stray = sorted(set(run) - known)
+        if stray:
+            raise InputError(
+                f"run names query {stray[0]!r}, which the {split} split lacks",
+                path=path,
+                record=f"query {stray[0]}",
+                fix="mine with the runs retrieved for this dataset",
+            )
+        runs[name] = run
+    return runs
+
+
+def run_names(miner) -> set[str]:
+    """Which first-stage runs a miner reads (``run`` fields of it and of any miner it wraps)."""
+    return {miner.run} if getattr(miner, "run", None) else set()
+
+
+def mine(
+    dd: datasets.DatasetDict, miner, cfg: MineConfig, corpus_path: Path, qrels_dir: Path, runs_root: Path, scorers: dict | None = None
+) -> tuple[datasets.DatasetDict, dict[str, float]]:
+    """The dataset with negatives appended on ``cfg.splits``, and counts for the metrics file."""
+    corpus_ds = load_corpus(corpus_path)
+    corpus = {d["id"]: d for d in corpus_ds}
+    out = dict(dd)
+    metrics: dict[str, float] = {}
+    for split in cfg.splits:
+        if split not in dd:
+            continue
+        ds = dd[split]
+        teachers = [c for c in ds.column_names if c.startswith(TEACHER_PREFIX)]
+        if teachers:
+            raise InputError(
+                f"split {split} already has teacher columns {teachers}; their scores would not cover the mined negatives",
+                path=str(corpus_path.parent),
+                fix="run teacher-score after mine",
+            )
+        qrels = read_qrels(qrels_dir / f"{split}.tsv") if (qrels_dir / f"{split}.tsv").is_file() else {}
+        rows = ds.to_list()
+        relevant = {
+            r["id"]: {d for d, g in qrels.get(r["id"], {}).items() if g > 0} | {t for t, lab in zip(r["text_ids"], r["labels"]) if lab}
+            for r in rows
+        }
+        # dedup may have dropped rows the runs still answer: those are known queries, not strays
+        known = {r["id"] for r in rows} | set(qrels)
+        ctx = MineContext(corpus, sorted(corpus), load_runs(runs_root, run_names(miner), split, known), relevant, scorers or {})
+        short = 0
+        for row in rows:
+            negs = miner.negatives(ctx, row, cfg.num_negatives, row_rng(cfg.seed, row["id"]))
+            short += len(negs) < cfg.num_negatives
+            for d in negs:
+                doc = corpus[d]
+                row["texts"].append(passage_text(doc["title"], doc["text"]))
+                row["text_ids"].append(d)
+                row["context_spans"].append(doc["context_spans"])
+                row["labels"].append(0)
+                if "context_spans_relevance" in row:
+                    row["context_spans_relevance"].append([0] * len(doc["context_spans"]))
+        out[split] = datasets.Dataset.from_list(rows, features=ds.features)
+        metrics[f"{split}_rows"] = len(rows)
+        metrics[f"{split}_negatives"] = sum(len(r["labels"]) - sum(r["labels"]) for r in rows)
+        metrics[f"{split}_rows_short_of_negatives"] = short
+        log.info("%s: mined %d negatives for %d rows", split, metrics[f"{split}_negatives"], len(rows))
+    return datasets.DatasetDict(out), metrics

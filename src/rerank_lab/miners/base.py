@@ -1,0 +1,40 @@
+"""What every negative miner sees: the corpus, first-stage runs, what is relevant, a seeded rng."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from rerank_lab.io.trec import Run, ranked
+from rerank_lab.schema import Document, Example, passage_text
+
+
+@dataclasses.dataclass
+class MineContext:
+    """Shared read-only inputs of a mine run."""
+
+    corpus: dict[str, Document]
+    doc_ids: list[str]  # sorted: random sampling must not depend on dict order
+    runs: dict[str, Run]  # run name -> the run of the split being mined
+    relevant: dict[str, set[str]]  # query id -> docs judged relevant (qrels grade > 0 and labels)
+    scorers: dict[str, object] = dataclasses.field(default_factory=dict)  # model name -> PairScorer
+
+    def text(self, doc_id: str) -> str:
+        """The passage a model sees for a corpus doc."""
+        doc = self.corpus[doc_id]
+        return passage_text(doc["title"], doc["text"])
+
+    def excluded(self, row: Example) -> set[str]:
+        """Docs a negative must never be: relevant ones and the row's own texts."""
+        return self.relevant.get(row["id"], set()) | set(row["text_ids"])
+
+    def candidates(self, run_name: str, row: Example, range_min: int, range_max: int) -> list[tuple[str, float]]:
+        """Non-relevant docs at ranks ``range_min + 1 .. range_max`` of a run, best first."""
+        docs = ranked(self.runs[run_name].get(row["id"], {}))[range_min:range_max]
+        banned = self.excluded(row)
+        return [(d, s) for d, s in docs if d not in banned]
+
+
+def row_rng(seed: int, query_id: str) -> random.Random:
+    """A generator per query: the same negatives whatever the row order or split size."""
+    return random.Random(f"{seed}:{query_id}")

@@ -1,0 +1,39 @@
+"""What every first-stage retriever shares: the interface and exact top-k selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from rerank_lab.io.trec import Run
+
+
+class Retriever(Protocol):
+    """A first-stage retriever: builds an index folder once, then searches it.
+
+    ``index`` is a DVC output of its own (the dense retriever's corpus embeddings, a Lucene
+    index), so changing the search depth or the queries never rebuilds it.
+    """
+
+    def index(self, doc_ids: list[str], passages: list[str], out: Path) -> None: ...
+
+    def search(self, index: Path, queries: dict[str, str], depth: int) -> Run: ...
+
+
+def top_k(scores: np.ndarray, doc_ids: np.ndarray, k: int) -> dict[str, float]:
+    """The ``k`` best docs by score with ties broken by doc id, exactly (not by array position).
+
+    ``scores`` is ``(n_docs,)``; ``doc_ids`` the matching ids as a numpy string array.
+
+    >>> top_k(np.array([1.0, 3.0, 3.0, 2.0]), np.array(["d", "c", "b", "a"]), 2)
+    {'b': 3.0, 'c': 3.0}
+    """
+    k = min(k, len(scores))
+    if k <= 0:
+        return {}
+    kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+    cand = np.flatnonzero(scores >= kth)  # every doc tied with the k-th stays a candidate
+    order = np.lexsort((doc_ids[cand], -scores[cand]))[:k]
+    return {str(doc_ids[cand[i]]): float(scores[cand[i]]) for i in order}

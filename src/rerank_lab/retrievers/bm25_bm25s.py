@@ -1,0 +1,60 @@
+"""BM25 with bm25s: the fast backend (pure Python/numpy, ~1 s to index SciFact)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from rerank_lab.io.trec import Run
+from rerank_lab.retrievers.base import top_k
+
+
+@dataclasses.dataclass(frozen=True)
+class Bm25sBM25:
+    """BM25 (Lucene variant) over bm25s tokens: English stop words and the Snowball stemmer.
+
+    >>> Bm25sBM25(k1=0.9, b=0.4).method
+    'lucene'
+    """
+
+    k1: float = 0.9
+    b: float = 0.4
+    method: str = "lucene"
+    stopwords: str = "en"
+    stemmer: str = "english"
+
+    def _tokenize(self, texts: list[str]):
+        import bm25s
+        import Stemmer
+
+        return bm25s.tokenize(texts, stopwords=self.stopwords, stemmer=Stemmer.Stemmer(self.stemmer), show_progress=False)
+
+    def index(self, doc_ids: list[str], passages: list[str], out: Path) -> None:
+        import bm25s
+
+        model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+        model.index(self._tokenize(passages), show_progress=False)
+        model.save(str(out / "bm25s"))
+        (out / "doc_ids.json").write_text(json.dumps(doc_ids))
+
+    def search(self, index: Path, queries: dict[str, str], depth: int) -> Run:
+        import bm25s
+
+        model = bm25s.BM25.load(str(index / "bm25s"))
+        doc_ids = np.array(json.loads((index / "doc_ids.json").read_text()))
+        qids = sorted(queries)
+        tokens = self._tokenize([queries[q] for q in qids])
+        vocab_inv = {i: t for t, i in tokens.vocab.items()}
+        run: Run = {}
+        for qid, ids in tqdm(list(zip(qids, tokens.ids)), desc="bm25s", leave=False):
+            terms = [vocab_inv[i] for i in ids]
+            scores = model.get_scores(terms) if terms else np.zeros(len(doc_ids), dtype=np.float32)
+            # bm25s scores in float32; lift to float64 so written scores round-trip exactly
+            hits = top_k(np.asarray(scores, dtype=np.float64), doc_ids, depth)
+            # a score of 0 means no query term matched: not retrieved (as in Lucene)
+            run[qid] = {d: s for d, s in hits.items() if s > 0}
+        return run

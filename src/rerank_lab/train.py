@@ -1,0 +1,284 @@
+"""train: a sentence-transformers CrossEncoder trained by ``CrossEncoderTrainer`` on the contract.
+
+Regimes (``train.regime``) and the losses each accepts (``train.loss``, default first):
+
+================  ======  ==============================================================
+regime            plan    losses
+================  ======  ==============================================================
+off-the-shelf     R0      none: the base model is saved unchanged and scored as it is
+binary            R1      bce, ce
+pairwise          R2      ranknet
+listwise          R3      listnet, listmle, plistmle, lambda, ranknet, mnrl, cmnrl
+curriculum        R4      ``warmup_loss`` (bce) for ``curriculum_fraction`` of the first
+                          epoch's steps, then a listwise loss (listnet, ...)
+distillation      R5      margin_mse, mse, on the ``teacher_scores.<teacher>`` column
+================  ======  ==============================================================
+
+Examples are built from the rows of the (mined) dataset: a list is one positive and
+``list_size - 1`` of the row's negatives (seeded choice), one list per positive.
+CPU trains in fp32, CUDA in bf16. Checkpoints go to a folder that survives an interrupted run;
+a rerun with the same settings resumes from the last one, other settings start afresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from rerank_lab.errors import ConfigError, InputError
+from rerank_lab.io.atomic import atomic_dir
+from rerank_lab.losses import loss_spec, make_loss
+from rerank_lab.losses.curriculum import CurriculumLoss
+from rerank_lab.models import best_device, resolve_model
+from rerank_lab.schema import TEACHER_PREFIX
+
+log = logging.getLogger(__name__)
+
+REGIMES: dict[str, tuple[str, ...]] = {
+    "off-the-shelf": (),
+    "binary": ("bce", "ce"),
+    "pairwise": ("ranknet",),
+    "listwise": ("listnet", "listmle", "plistmle", "lambda", "ranknet", "mnrl", "cmnrl"),
+    "curriculum": ("listnet", "listmle", "plistmle", "lambda", "ranknet"),
+    "distillation": ("margin_mse", "mse"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The ``train`` section of params.yaml."""
+
+    model: str = "all-MiniLM-L6-v2"
+    regime: str = "listwise"
+    loss: str | None = None
+    warmup_loss: str = "bce"
+    curriculum_fraction: float = 0.3
+    teacher: str | None = None
+    lambda_scheme: str = "ndcg2pp"
+    learning_rate: float = 7e-5
+    warmup_ratio: float = 0.1
+    epochs: float = 1.0
+    batch_size: int = 8
+    list_size: int = 8
+    max_length: int = 256
+    max_queries: int | None = None
+    max_dev_queries: int = 100
+    logging_steps: int = 10
+    save_steps: int = 100
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.regime not in REGIMES:
+            raise ConfigError(f"unknown regime {self.regime!r}", fix=f"use one of: {', '.join(REGIMES)}")
+        loss = self.loss_name
+        if self.regime != "off-the-shelf":
+            loss_spec(loss)  # unknown names list the valid ones
+            if loss not in REGIMES[self.regime]:
+                raise ConfigError(f"loss {loss!r} does not fit regime {self.regime!r}", fix=f"use one of: {', '.join(REGIMES[self.regime])}")
+        if self.regime == "curriculum":
+            if loss_spec(self.warmup_loss).format != "pairs":
+                raise ConfigError(f"warmup_loss {self.warmup_loss!r} is not pointwise", fix="use bce")
+            if not 0.0 < self.curriculum_fraction < 1.0:
+                raise ConfigError(f"curriculum_fraction must be in (0, 1), got {self.curriculum_fraction}", fix="e.g. 0.3")
+        if self.regime == "distillation" and not self.teacher:
+            raise ConfigError("distillation needs train.teacher: the name of a teacher_scores.<name> column", fix="run teacher-score and name it")
+        if self.list_size < 2:
+            raise ConfigError(f"list_size must be >= 2 (a positive and a negative), got {self.list_size}", fix="e.g. 8")
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss or (REGIMES[self.regime][0] if REGIMES[self.regime] else "")
+
+    def fingerprint(self) -> str:
+        return hashlib.sha1(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- examples -------------------------------------------------------------------------------
+
+
+def _split_row(row: dict, cfg: TrainConfig) -> tuple[list[int], list[int]]:
+    pos = [i for i, label in enumerate(row["labels"]) if label]
+    neg = [i for i, label in enumerate(row["labels"]) if not label]
+    random.Random(f"{cfg.seed}:{row['id']}").shuffle(neg)
+    return pos, neg[: cfg.list_size - 1]
+
+
+def build_examples(ds: datasets.Dataset, fmt: str, cfg: TrainConfig, path: str = "train split") -> datasets.Dataset:
+    """Lay the contract's rows out in the format a loss trains on (see rerank_lab.losses)."""
+    teacher_col = f"{TEACHER_PREFIX}{cfg.teacher}" if cfg.teacher else None
+    if fmt.startswith("teacher") and teacher_col not in ds.column_names:
+        have = [c[len(TEACHER_PREFIX) :] for c in ds.column_names if c.startswith(TEACHER_PREFIX)]
+        raise InputError(
+            f"no teacher column {teacher_col!r} (teachers present: {have or 'none'})",
+            path=path,
+            fix="add it with the teacher-score stage, or set train.teacher to a present one",
+        )
+    rows = ds.to_list()
+    if cfg.max_queries:
+        rows = rows[: cfg.max_queries]
+    out: list[dict[str, Any]] = []
+    n_neg = cfg.list_size - 1
+    for row in rows:
+        pos, neg = _split_row(row, cfg)
+        texts, labels = row["texts"], row["labels"]
+        teacher = row.get(teacher_col) if teacher_col else None
+        if fmt in ("pairs", "classes", "teacher-pairs"):
+            for i in pos + neg:
+                target = float(teacher[i]) if fmt == "teacher-pairs" else (int(labels[i]) if fmt == "classes" else float(labels[i]))
+                out.append({"query": row["query"], "text": texts[i], "label": target})
+            continue
+        if not pos:
+            raise InputError(
+                f"query {row['id']} has no positive text, which a {fmt.split('-')[-1]}-format loss needs",
+                path=path,
+                record=f"record {row['id']}",
+                fix="drop queries without a positive (e.g. NOINFO claims) or use a pointwise loss (bce)",
+            )
+        if fmt == "lists":
+            for p in pos:
+                out.append({"query": row["query"], "docs": [texts[i] for i in [p, *neg]], "labels": [float(labels[i]) for i in [p, *neg]]})
+            continue
+        if len(neg) < n_neg:
+            raise InputError(
+                f"query {row['id']} has {len(neg)} negatives, the loss needs {n_neg}",
+                path=path,
+                record=f"record {row['id']}",
+                fix="mine more negatives (mine.num_negatives) or lower train.list_size",
+            )
+        for p in pos:
+            ex = {"query": row["query"], "positive": texts[p], **{f"negative_{j + 1}": texts[i] for j, i in enumerate(neg)}}
+            if fmt == "teacher-groups":
+                ex["label"] = [float(teacher[i]) for i in [p, *neg]]
+            out.append(ex)
+    if not out:
+        raise InputError("no training examples", path=path, fix="check that the train split has rows with texts")
+    return datasets.Dataset.from_list(out)
+
+
+def dev_samples(ds: datasets.Dataset | None, limit: int) -> list[dict]:
+    """Validation rows as CrossEncoderRerankingEvaluator samples (rows with a positive only)."""
+    if ds is None:
+        return []
+    samples = []
+    for row in ds.to_list():
+        pos = [t for t, label in zip(row["texts"], row["labels"]) if label]
+        if pos and len(pos) < len(row["texts"]):
+            samples.append({"query": row["query"], "positive": pos, "documents": list(row["texts"])})
+        if len(samples) == limit:
+            break
+    return samples
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def _last_checkpoint(folder: Path, fingerprint: str) -> str | None:
+    """The newest checkpoint in ``folder`` if it was written with the same settings."""
+    stamp = folder / "settings.sha1"
+    if not stamp.is_file() or stamp.read_text().strip() != fingerprint:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(fingerprint)
+        return None
+    # a checkpoint cut off while saving has no trainer_state.json (written last): skip it
+    ckpts = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    ckpts.sort(key=lambda p: int(p.name.split("-")[1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
+def train(
+    cfg: TrainConfig, dd: datasets.DatasetDict, out: Path, checkpoints: Path, dataset_path: str = "dataset"
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Train (or, for R0, just load) a cross-encoder and save it to ``out``; returns metrics and the log."""
+    import transformers
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    transformers.set_seed(cfg.seed)  # the fresh classification head is drawn from this seed
+    device = best_device()
+    spec = loss_spec(cfg.loss_name) if cfg.regime != "off-the-shelf" else None
+    try:
+        model = CrossEncoder(resolve_model(cfg.model), num_labels=spec.num_labels if spec else 1, max_length=cfg.max_length, device=device)
+    except (OSError, ValueError) as exc:  # ValueError: a folder that holds no model config
+        raise ConfigError(f"cannot load base model {cfg.model!r}: {exc}", fix="a local folder, a hub id, or all-MiniLM-L6-v2") from None
+    started = time.time()
+    history: list[dict[str, Any]] = []
+    metrics: dict[str, float] = {}
+    if spec is not None:
+        if "train" not in dd:
+            raise InputError("the dataset has no train split", path=dataset_path, fix="convert a source with training queries")
+        examples = build_examples(dd["train"], spec.format, cfg, path=f"{dataset_path} (train split)")
+        steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
+        total_steps = math.ceil(steps_per_epoch * cfg.epochs)
+        loss = make_loss(cfg.loss_name, model, {"lambda_scheme": cfg.lambda_scheme, "num_negatives": cfg.list_size - 1})
+        if cfg.regime == "curriculum":
+            switch = max(1, int(cfg.curriculum_fraction * steps_per_epoch))
+            loss = CurriculumLoss(model, make_loss(cfg.warmup_loss, model), loss, switch)
+            metrics["curriculum_switch_step"] = switch
+        samples = dev_samples(dd.get("validation"), cfg.max_dev_queries)
+        evaluator = CrossEncoderRerankingEvaluator(samples, at_k=10, name="dev", always_rerank_positives=True) if samples else None
+        args = CrossEncoderTrainingArguments(
+            output_dir=str(checkpoints),
+            num_train_epochs=cfg.epochs,
+            per_device_train_batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            warmup_steps=int(cfg.warmup_ratio * total_steps),
+            lr_scheduler_type="linear",
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            bf16=device == "cuda",
+            logging_steps=cfg.logging_steps,
+            save_strategy="steps",
+            save_steps=cfg.save_steps,
+            save_total_limit=1,
+            eval_strategy="steps" if evaluator else "no",
+            eval_steps=max(cfg.logging_steps, steps_per_epoch // 2),
+            report_to="none",
+            dataloader_num_workers=0,
+            disable_tqdm=False,
+        )
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=examples, loss=loss, evaluator=evaluator)
+        resume = _last_checkpoint(checkpoints, cfg.fingerprint())
+        if resume:
+            log.info("resuming from %s", resume)
+            if isinstance(loss, CurriculumLoss):  # the schedule goes on where the checkpoint left it
+                loss.skip(json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"])
+        trainer.train(resume_from_checkpoint=resume)
+        history = list(trainer.state.log_history)
+        if evaluator is not None:
+            final = evaluator(model)
+            # "base" metrics score the input order, where positives come first: meaningless here
+            metrics.update({f"dev_{k.split('dev_', 1)[-1]}": round(float(v), 6) for k, v in final.items() if "base" not in k})
+        metrics.update({"train_examples": len(examples), "steps": trainer.state.global_step, "resumed": int(resume is not None)})
+        if isinstance(loss, CurriculumLoss):
+            metrics["warmup_steps_used"] = loss.history.count(type(loss.warmup).__name__)
+    metrics["train_seconds"] = round(time.time() - started, 1)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp))
+        (tmp / "rerank_lab_train.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "metrics": metrics}, indent=2, sort_keys=True) + "\n")
+    if spec is not None:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: nothing left to resume
+        checkpoints.mkdir(parents=True, exist_ok=True)
+    return metrics, history
+
+
+
+def write_plots(history: list[dict[str, Any]], folder: Path) -> None:
+    """``loss.tsv`` (step, loss) and ``dev.tsv`` (step, dev metrics) for ``dvc plots``."""
+    with atomic_dir(folder) as tmp:
+        loss = ["step\tloss"] + [f"{h['step']}\t{h['loss']}" for h in history if "loss" in h]
+        (tmp / "loss.tsv").write_text("\n".join(loss) + "\n")
+        dev_keys = sorted({k for h in history for k in h if k.startswith("eval_dev_") and "base" not in k})
+        dev = ["step\t" + "\t".join(k.removeprefix("eval_dev_") for k in dev_keys)]
+        dev += [f"{h['step']}\t" + "\t".join(str(h.get(k, "")) for k in dev_keys) for h in history if any(k in h for k in dev_keys)]
+        (tmp / "dev.tsv").write_text("\n".join(dev) + "\n")

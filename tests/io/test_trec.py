@@ -1,0 +1,93 @@
+"""TREC run files: exact float round trip, pinned order, depth, byte-stable output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rerank_lab.errors import InputError
+from rerank_lab.io.trec import ranked, read_run, truncate, write_run
+
+AWKWARD = {
+    "third": 1 / 3,
+    "tenth": 0.1,
+    "tiny": 5e-324,  # smallest subnormal
+    "huge": 1.7976931348623157e308,
+    "neg": -2.5,
+    "long": 123456789.12345679,
+    "f32": float(np.float32(0.1)),  # 0.10000000149011612, what bm25s/dense scores look like
+    "zero": 0.0,
+}
+
+
+def test_round_trip_is_exact(tmp_path):
+    run = {"q1": AWKWARD, "q2": {"d": np.float64(2) / 3}}
+    write_run(run, tmp_path / "run.trec", tag="t")
+    back = read_run(tmp_path / "run.trec")
+    assert back == {"q1": AWKWARD, "q2": {"d": 2 / 3}}
+    assert all(back["q1"][d] == v for d, v in AWKWARD.items())  # == on floats: bit-exact
+    assert all(type(v) is float for docs in back.values() for v in docs.values())
+
+
+def test_file_layout_and_pinned_order(tmp_path):
+    run = {"q2": {"b": 1.0, "a": 1.0, "c": 2.0, "z": 0.5}, "q1": {"x": 0.25}, "q10": {"y": 3.0}}
+    write_run(run, tmp_path / "run.trec", tag="bm25")
+    assert (tmp_path / "run.trec").read_text() == (
+        "q1 Q0 x 1 0.25 bm25\n"
+        "q10 Q0 y 1 3.0 bm25\n"  # queries sorted as strings
+        "q2 Q0 c 1 2.0 bm25\n"  # score descending ...
+        "q2 Q0 a 2 1.0 bm25\n"  # ... ties by doc id ascending
+        "q2 Q0 b 3 1.0 bm25\n"
+        "q2 Q0 z 4 0.5 bm25\n"
+    )
+
+
+def test_depth_cuts_each_query(tmp_path):
+    run = {"q1": {"a": 1.0, "b": 3.0, "c": 2.0, "d": 2.0}, "q2": {"e": 1.0}}
+    write_run(run, tmp_path / "run.trec", tag="t", depth=2)
+    assert read_run(tmp_path / "run.trec") == {"q1": {"b": 3.0, "c": 2.0}, "q2": {"e": 1.0}}
+    write_run(run, tmp_path / "all.trec", tag="t", depth=None)
+    assert read_run(tmp_path / "all.trec") == run
+
+
+def test_same_ranking_gives_same_bytes(tmp_path):
+    a = {"q1": {"a": 1.0, "b": 2.0, "c": 1.0}, "q2": {"x": 0.5}}
+    b = {"q2": {"x": 0.5}, "q1": {"c": 1.0, "b": 2.0, "a": 1.0}}  # other insertion orders
+    write_run(a, tmp_path / "a.trec", tag="t")
+    write_run(b, tmp_path / "b.trec", tag="t")
+    assert (tmp_path / "a.trec").read_bytes() == (tmp_path / "b.trec").read_bytes()
+
+
+def test_query_without_docs_writes_no_lines(tmp_path):
+    write_run({"q1": {}, "q2": {"a": 1.0}}, tmp_path / "run.trec", tag="t")
+    assert (tmp_path / "run.trec").read_text() == "q2 Q0 a 1 1.0 t\n"
+
+
+def test_ranked_and_truncate():
+    assert ranked({"b": 1.0, "a": 1.0, "c": 2.0}) == [("c", 2.0), ("a", 1.0), ("b", 1.0)]
+    assert truncate({"q": {"b": 1.0, "a": 1.0, "c": 2.0}, "r": {}}, 2) == {"q": {"c": 2.0, "a": 1.0}, "r": {}}
+
+
+def test_read_ignores_blank_lines_and_the_rank_column(tmp_path):
+    (tmp_path / "run.trec").write_text("q1 Q0 a 7 0.5 x\n\nq1 Q0 b 1 0.75 x\n")
+    assert read_run(tmp_path / "run.trec") == {"q1": {"a": 0.5, "b": 0.75}}
+
+
+@pytest.mark.parametrize(
+    "line,match",
+    [
+        ("q1 Q0 a 1 0.5", r"run\.trec: line 1: expected 6 columns"),
+        ("q1 Q0 a 1 high x", r"line 1: score 'high' is not a number"),
+        ("q1 Q0 a 1 nan x", r"line 1: score is NaN"),
+    ],
+)
+def test_malformed_lines_are_named(tmp_path, line, match):
+    (tmp_path / "run.trec").write_text(line + "\n")
+    with pytest.raises(InputError, match=match):
+        read_run(tmp_path / "run.trec")
+
+
+def test_duplicate_doc_is_named(tmp_path):
+    (tmp_path / "run.trec").write_text("q1 Q0 a 1 0.5 x\nq1 Q0 a 2 0.4 x\n")
+    with pytest.raises(InputError, match=r"line 2: doc a appears twice for query q1"):
+        read_run(tmp_path / "run.trec")

@@ -1,0 +1,127 @@
+"""PairScorer and the ScoreCache shared by experiments, with the real MiniLM cross-encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rerank_lab.errors import ConfigError
+from rerank_lab.scoring import PairScorer, ScoreCache, model_key, pair_key
+from tests.conftest import MINILM, MINILM_MAX_LENGTH
+
+QUERY = "What makes ocean tides rise and fall?"
+SHARED = [
+    (QUERY, "Ocean tides rise and fall because the Moon's gravity pulls on the water."),
+    (QUERY, "Surfers ride waves built by distant storms."),
+    (QUERY, "Bread rises because yeast produces carbon dioxide."),
+    ("How do bees make honey?", "Bees evaporate water from flower nectar."),
+    ("How do bees make honey?", "Chess openings aim to control the centre of the board."),
+    ("Why is the sky blue?", "Air scatters short wavelengths more strongly than long ones, so the sky looks blue to us."),
+]
+NEW = [
+    (QUERY, "Spring tides happen when the Sun and Moon line up."),
+    ("Why is the sky blue?", "Sunsets look red."),
+    ("How do vaccines work?", "A vaccine shows the immune system a harmless piece of a pathogen."),
+]
+
+
+def test_a_second_experiment_only_scores_new_pairs(minilm_scorer_factory, tmp_path):
+    path = tmp_path / "scores.sqlite"
+
+    first = minilm_scorer_factory(cache=ScoreCache(path))
+    s1 = first.score(SHARED)
+    assert first.forward_calls > 0
+    assert first.pairs_scored == len(SHARED) == 6
+    assert first.cache.hits == 0
+
+    second = minilm_scorer_factory(cache=ScoreCache(path))  # another experiment: new objects, same file
+    s2 = second.score(SHARED + NEW)
+    assert second.pairs_scored == len(NEW) == 3
+    assert second.cache.hits == 6
+    assert second.forward_calls >= 1
+    assert s2[:6].tolist() == s1.tolist()  # read back from the cache, bit for bit
+
+    # the new pairs' scores are what an uncached scorer computes
+    fresh = minilm_scorer_factory().score(NEW)
+    np.testing.assert_allclose(s2[6:], fresh, atol=1e-5)
+
+    third = minilm_scorer_factory(cache=ScoreCache(path))
+    s3 = third.score(SHARED)
+    assert third.forward_calls == 0
+    assert third.pairs_scored == 0
+    assert s3.tolist() == s1.tolist()
+
+
+def test_within_one_call_duplicates_are_scored_once(minilm_scorer_factory):
+    scorer = minilm_scorer_factory()
+    scores = scorer.score([SHARED[0], SHARED[1], SHARED[0], SHARED[0]])
+    assert scorer.pairs_scored == 2
+    assert scores[0] == scores[2] == scores[3] != scores[1]
+    again = scorer.score([SHARED[1]])  # the in-memory cache of this scorer
+    assert scorer.pairs_scored == 2 and again[0] == scores[1]
+
+
+def test_the_cache_keys_by_model(minilm_scorer_factory, tmp_path):
+    cache = ScoreCache(tmp_path / "scores.sqlite")
+    minilm_scorer_factory(cache=cache).score(SHARED[:2])
+    other_key = model_key(MINILM, 128)
+    assert other_key != model_key(MINILM, MINILM_MAX_LENGTH)  # max_length changes the scores
+    assert cache.get(other_key, ["anything"]) == {}
+    assert set(cache.get(model_key(MINILM, MINILM_MAX_LENGTH), [pair_key(*p) for p in SHARED])) == {pair_key(*p) for p in SHARED[:2]}
+
+
+def test_fresh_loads_score_alike(minilm_scorer_factory):
+    """The packaged MiniLM has no classification head: each load must draw the same fresh one,
+    or two experiments would cache different scores under one model key."""
+    loaded_again = PairScorer(MINILM, MINILM_MAX_LENGTH, device="cpu")  # its own model load
+    np.testing.assert_allclose(loaded_again.score(SHARED), minilm_scorer_factory().score(SHARED), atol=1e-6)
+
+
+def test_batches_respect_the_token_budget(minilm_scorer_factory):
+    scorer = minilm_scorer_factory(batch_tokens=20)
+    # longest first: 10 (i1), 7 (i3) -> 2 * 10 = 20 fits; adding 5 (i0) would be 3 * 10 = 30; 5, 3 -> 2 * 5 = 10
+    assert scorer._batches([5, 10, 3, 7]) == [[1, 3], [0, 2]]
+    assert scorer._batches([4, 4, 4, 4, 4, 4]) == [[0, 1, 2, 3, 4], [5]]  # 5 * 4 = 20 fits, 6 * 4 does not
+    assert scorer._batches([30, 2]) == [[0], [1]]  # a pair longer than the budget still gets a batch alone
+    assert scorer._batches([]) == []
+    assert minilm_scorer_factory(batch_tokens=1000)._batches([5, 10, 3, 7]) == [[1, 3, 0, 2]]
+
+
+def test_scores_do_not_depend_on_batch_tokens(minilm_scorer_factory):
+    pairs = SHARED + NEW
+    narrow, wide = minilm_scorer_factory(batch_tokens=64), minilm_scorer_factory(batch_tokens=100000)
+    a, b = narrow.score(pairs), wide.score(pairs)
+    assert wide.forward_calls == 1
+    assert narrow.forward_calls > 3  # 9 pairs of 10-30 tokens under a 64-token budget
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_scores_are_in_input_order(minilm_scorer_factory):
+    forward = minilm_scorer_factory().score(SHARED)
+    backward = minilm_scorer_factory().score(SHARED[::-1])
+    np.testing.assert_allclose(backward[::-1], forward, atol=1e-5)
+    assert forward.shape == (6,) and forward.dtype == np.float64
+
+
+def test_unknown_dtype():
+    with pytest.raises(ConfigError, match=r"unknown dtype 'int8' \(fix: use auto, float32, bfloat16 or float16\)"):
+        PairScorer(MINILM, dtype="int8")
+
+
+def test_model_path_that_does_not_exist(tmp_path):
+    missing = tmp_path / "models" / "never-trained"
+    with pytest.raises(ConfigError, match=r"model path '.*never-trained' does not exist"):
+        PairScorer(str(missing))
+
+
+def test_folder_without_a_model(tmp_path):
+    (tmp_path / "empty").mkdir()
+    scorer = PairScorer(str(tmp_path / "empty"), device="cpu")
+    with pytest.raises(ConfigError, match=r"cannot load cross-encoder '.*empty'"):
+        scorer.score([SHARED[0]])
+
+
+def test_empty_input_runs_nothing(minilm_scorer_factory):
+    scorer = minilm_scorer_factory()
+    assert scorer.score([]).tolist() == []
+    assert scorer.forward_calls == 0
