@@ -310,7 +310,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(case, tmp_path):
     assert kill_from <= interrupted_at < total
     assert not out.exists()  # the model is only written (atomically) at the end
     cfg = _cfg(**overrides)
-    assert (ckpt / "settings.sha1").read_text() == cfg.fingerprint()
+    assert (ckpt / "settings.sha1").read_text().startswith(f"{cfg.fingerprint()}-")  # settings, then the data hash
 
     metrics, history = train(cfg, _dd(FOUR), out, ckpt)
     assert metrics["resumed"] == 1
@@ -470,7 +470,7 @@ def test_group_and_list_formats_need_a_positive(fmt, word):
 
 
 def test_groups_format_with_too_few_negatives():
-    # list_size 4 -> 3 negatives per group, but q2 has only 2
+    # list_size 4 -> 3 negatives per group, but every query has only 2 (q1 is the first seen)
     with pytest.raises(InputError, match=r"record q1: query q1 has 2 negatives, the loss needs 3 \(fix: mine more negatives"):
         build_examples(to_dataset(TINY), "groups", _cfg(list_size=4))
 

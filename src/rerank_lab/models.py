@@ -35,7 +35,7 @@ def load_sentence_transformer(name: str, max_seq_length: int | None = None):
 
     try:
         model = SentenceTransformer(resolve_model(name), device=best_device())
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # transformers raises ValueError for a folder without a model
         raise ConfigError(
             f"cannot load model {name!r}: {exc}", fix="check the name; offline only all-MiniLM-L6-v2 and local paths load"
         ) from None

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from rerank_lab.errors import ConfigError
 from rerank_lab.models import best_device, resolve_model
@@ -154,7 +155,8 @@ class PairScorer:
         model = self._load()
         out = np.empty(len(encoded), dtype=np.float64)
         autocast = torch.autocast("cuda", dtype=getattr(torch, self.dtype)) if self.device == "cuda" and self.dtype != "float32" else None
-        for batch in self._batches([len(e["input_ids"]) for e in encoded]):
+        batches = self._batches([len(e["input_ids"]) for e in encoded])
+        for batch in tqdm(batches, desc=f"scoring {len(encoded)} pairs", unit="batch", disable=len(batches) < 10, leave=False):
             features = model.tokenizer.pad([encoded[i] for i in batch], return_tensors="pt")
             features = {k: v.to(model.device) for k, v in features.items()}
             with torch.inference_mode():

@@ -84,14 +84,18 @@ class TrainConfig:
         if self.regime != "off-the-shelf":
             loss_spec(loss)  # unknown names list the valid ones
             if loss not in REGIMES[self.regime]:
-                raise ConfigError(f"loss {loss!r} does not fit regime {self.regime!r}", fix=f"use one of: {', '.join(REGIMES[self.regime])}")
+                raise ConfigError(
+                    f"loss {loss!r} does not fit regime {self.regime!r}", fix=f"use one of: {', '.join(REGIMES[self.regime])}"
+                )
         if self.regime == "curriculum":
             if loss_spec(self.warmup_loss).format != "pairs":
                 raise ConfigError(f"warmup_loss {self.warmup_loss!r} is not pointwise", fix="use bce")
             if not 0.0 < self.curriculum_fraction < 1.0:
                 raise ConfigError(f"curriculum_fraction must be in (0, 1), got {self.curriculum_fraction}", fix="e.g. 0.3")
         if self.regime == "distillation" and not self.teacher:
-            raise ConfigError("distillation needs train.teacher: the name of a teacher_scores.<name> column", fix="run teacher-score and name it")
+            raise ConfigError(
+                "distillation needs train.teacher: the name of a teacher_scores.<name> column", fix="run teacher-score and name it"
+            )
         if self.list_size < 2:
             raise ConfigError(f"list_size must be >= 2 (a positive and a negative), got {self.list_size}", fix="e.g. 8")
 
@@ -248,7 +252,8 @@ def train(
             disable_tqdm=False,
         )
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=examples, loss=loss, evaluator=evaluator)
-        resume = _last_checkpoint(checkpoints, cfg.fingerprint())
+        # resume only a run with the same settings on the same data (saved splits carry content hashes)
+        resume = _last_checkpoint(checkpoints, f"{cfg.fingerprint()}-{dd['train']._fingerprint}")
         if resume:
             log.info("resuming from %s", resume)
             if isinstance(loss, CurriculumLoss):  # the schedule goes on where the checkpoint left it
@@ -265,12 +270,13 @@ def train(
     metrics["train_seconds"] = round(time.time() - started, 1)
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
-        (tmp / "rerank_lab_train.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "metrics": metrics}, indent=2, sort_keys=True) + "\n")
+        (tmp / "rerank_lab_train.json").write_text(
+            json.dumps({"config": dataclasses.asdict(cfg), "metrics": metrics}, indent=2, sort_keys=True) + "\n"
+        )
     if spec is not None:
         shutil.rmtree(checkpoints, ignore_errors=True)  # finished: nothing left to resume
         checkpoints.mkdir(parents=True, exist_ok=True)
     return metrics, history
-
 
 
 def write_plots(history: list[dict[str, Any]], folder: Path) -> None:
