@@ -162,3 +162,23 @@ def write_evaluation(summary: dict, rows: list, metrics: tuple[str, ...], metric
         lines += [f"{r}\t{s}\t{q}\t" + "\t".join(repr(v[m]) for m in metrics) for r, s, q, v in rows]
         write_text(tmp / "per_query.tsv", "\n".join(lines) + "\n")
     write_text(metrics_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def false_evidence_rate(run: Run, no_evidence_queries: set[str], threshold: float) -> float:
+    """The share of no-evidence queries for which the run returns at least one result scoring ``>= threshold``.
+
+    A no-evidence query has nothing relevant to find, so any result at or above the threshold is
+    false evidence. A query absent from ``run`` (or with no results) returns nothing and counts as
+    clean; run queries outside ``no_evidence_queries`` are ignored.
+
+    >>> run = {"q1": {"d1": 0.9, "d2": 0.1}, "q2": {"d3": 0.4}, "q9": {"d4": 1.0}}
+    >>> false_evidence_rate(run, {"q1", "q2", "q3"}, threshold=0.5)  # only q1 has a result >= 0.5
+    0.3333333333333333
+    """
+    if not no_evidence_queries:
+        raise InputError(
+            "no no-evidence queries to score a false-evidence rate on",
+            fix="use a split with no-evidence queries, e.g. scifact_rationales NOINFO claims",
+        )
+    flagged = sum(1 for qid in no_evidence_queries if any(score >= threshold for score in run.get(qid, {}).values()))
+    return flagged / len(no_evidence_queries)

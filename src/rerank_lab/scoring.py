@@ -44,7 +44,13 @@ def model_key(name: str, max_length: int) -> str:
     digest = hashlib.sha1(str(max_length).encode())
     if path.is_dir():
         for f in sorted(path.rglob("*")):
-            if f.is_file() and f.suffix in {".safetensors", ".bin", ".json", ".txt"} and "checkpoint-" not in str(f):
+            # weights, config and tokenizer; not our own training report, which holds no weights
+            if (
+                f.is_file()
+                and f.suffix in {".safetensors", ".bin", ".json", ".txt"}
+                and "checkpoint-" not in str(f)
+                and f.name != "rerank_lab_train.json"
+            ):
                 digest.update(f.relative_to(path).as_posix().encode())
                 digest.update(hashlib.sha1(f.read_bytes()).digest())
     else:

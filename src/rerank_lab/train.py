@@ -270,13 +270,28 @@ def train(
     metrics["train_seconds"] = round(time.time() - started, 1)
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
+        _drop_timings(tmp / "README.md")
+        # wall time stays out of the model folder so that the same inputs give the same bytes
+        stable = {k: v for k, v in metrics.items() if k != "train_seconds"}
         (tmp / "rerank_lab_train.json").write_text(
-            json.dumps({"config": dataclasses.asdict(cfg), "metrics": metrics}, indent=2, sort_keys=True) + "\n"
+            json.dumps({"config": dataclasses.asdict(cfg), "metrics": stable}, indent=2, sort_keys=True) + "\n"
         )
     if spec is not None:
         shutil.rmtree(checkpoints, ignore_errors=True)  # finished: nothing left to resume
         checkpoints.mkdir(parents=True, exist_ok=True)
     return metrics, history
+
+
+def _drop_timings(card: Path) -> None:
+    """Remove the "Training Time" section sentence-transformers writes into the model card."""
+    if not card.is_file():
+        return
+    text = card.read_text(encoding="utf-8")
+    start = text.find("### Training Time")
+    if start >= 0:
+        end = text.find("\n#", start + 1)
+        text = text[:start] + (text[end + 1 :] if end >= 0 else "")
+        card.write_text(text, encoding="utf-8")
 
 
 def write_plots(history: list[dict[str, Any]], folder: Path) -> None:
