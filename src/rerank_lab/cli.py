@@ -133,17 +133,25 @@ def fuse(params_path: str, fusion: str, runs_root: str, output: Path) -> None:
 def evaluate(params_path: str, run_roots: tuple[str, ...], dataset: str, qrels_dir: str, metrics_path: Path, output: Path) -> None:
     """nDCG@10, MRR@10, Recall@K ... per run and split (trec_eval), plus per-query values."""
     from rerank_lab.config import EvaluateConfig
-    from rerank_lab.evaluate import evaluate_runs, write_evaluation
+    from rerank_lab.evaluate import compare_to_baseline, evaluate_runs, write_evaluation
     from rerank_lab.io.datasets import load_dataset
 
     cfg = build(EvaluateConfig, section(load_params(params_path), "evaluate"), "evaluate")
     dd = load_dataset(dataset)
     ids = {s: set(dd[s]["id"]) for s in dd}
     summary, rows = evaluate_runs([Path(r) for r in run_roots], Path(qrels_dir), ids, cfg.metrics, cfg.splits)
+    if cfg.baseline:
+        compare_to_baseline(summary, rows, cfg.baseline, cfg.significance_metric, cfg.n_resamples, cfg.confidence, cfg.seed)
     write_evaluation(summary, rows, cfg.metrics, metrics_path, output)
     for run, splits in summary.items():
         for split, values in splits.items():
-            click.echo(f"{run:>16} {split:<10} " + "  ".join(f"{m} {values[m]:.4f}" for m in cfg.metrics))
+            sig = values.get(f"vs_{cfg.baseline}")
+            extra = (
+                f"  vs {cfg.baseline}: {sig['delta']:+.4f} [{sig['ci_low']:+.4f}, {sig['ci_high']:+.4f}] p={sig['p_randomization']:.4f}"
+                if sig
+                else ""
+            )
+            click.echo(f"{run:>16} {split:<10} " + "  ".join(f"{m} {values[m]:.4f}" for m in cfg.metrics) + extra)
 
 
 @cli.command()

@@ -110,7 +110,17 @@ class EvaluateConfig:
 
     metrics: tuple[str, ...] = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
     splits: tuple[str, ...] = ("validation", "test")
+    baseline: str | None = None  # a run every other run is compared with (paired tests); None: no tests
+    significance_metric: str = "ndcg@10"
+    n_resamples: int = 10000
+    confidence: float = 0.95
+    seed: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "splits", tuple(self.splits))
+        if self.baseline is not None and self.significance_metric not in self.metrics:
+            raise ConfigError(
+                f"significance_metric {self.significance_metric!r} is not among evaluate.metrics",
+                fix=f"use one of: {', '.join(self.metrics)}",
+            )

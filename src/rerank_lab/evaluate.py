@@ -155,6 +155,36 @@ def evaluate_runs(
     return summary, rows
 
 
+def compare_to_baseline(
+    summary: dict, rows: list, baseline: str, metric: str, n_resamples: int = 10000, confidence: float = 0.95, seed: int = 0
+) -> None:
+    """Add ``vs_<baseline>`` to every other run's split summary: the paired difference in
+    ``metric`` with a bootstrap confidence interval and p-value, and a randomization-test p-value."""
+    from rerank_lab.stats import paired_bootstrap, randomization_test
+
+    if baseline not in summary:
+        raise ConfigError(
+            f"baseline run {baseline!r} was not evaluated", fix=f"set evaluate.baseline to one of: {', '.join(sorted(summary))}"
+        )
+    values: dict[tuple[str, str], dict[str, float]] = {}
+    for run, split, qid, v in rows:
+        values.setdefault((run, split), {})[qid] = v[metric]
+    for (run, split), system in sorted(values.items()):
+        base = values.get((baseline, split))
+        if run == baseline or base is None or len(base) < 2:
+            continue
+        boot = paired_bootstrap(base, system, n_resamples, confidence, seed)
+        perm = randomization_test(base, system, n_resamples, seed)
+        summary[run][split][f"vs_{baseline}"] = {
+            "metric": metric,
+            "delta": round(boot["mean_difference"], 6),
+            "ci_low": round(boot["ci_low"], 6),
+            "ci_high": round(boot["ci_high"], 6),
+            "p_bootstrap": round(boot["p_value"], 6),
+            "p_randomization": round(perm["p_value"], 6),
+        }
+
+
 def write_evaluation(summary: dict, rows: list, metrics: tuple[str, ...], metrics_path: Path, per_query_dir: Path) -> None:
     """Write the DVC metrics JSON and ``per_query.tsv`` atomically."""
     with atomic_dir(per_query_dir) as tmp:
