@@ -239,15 +239,14 @@ def score(
 ) -> None:
     """Rerank the top score.top_k of each run in score.runs; scores are cached across experiments."""
     from rerank_lab.io.atomic import write_text
-    from rerank_lab.io.datasets import load_corpus, load_dataset
+    from rerank_lab.io.datasets import load_corpus
+    from rerank_lab.retrieve import split_queries
     from rerank_lab.score import ScoreConfig, score_runs
     from rerank_lab.scoring import PairScorer, ScoreCache
 
     cfg = build(ScoreConfig, section(load_params(params_path), "score"), "score")
     scorer = PairScorer(model, cfg.max_length, cfg.batch_tokens, cfg.dtype, cache=ScoreCache(cache_path))
-    dd = load_dataset(dataset)
-    queries = {s: dict(zip(dd[s]["id"], dd[s]["query"])) for s in cfg.splits if s in dd}
-    stats = score_runs(cfg, scorer, Path(runs_root), queries, load_corpus(corpus), output)
+    stats = score_runs(cfg, scorer, Path(runs_root), split_queries(dataset, cfg.splits), load_corpus(corpus), output)
     write_text(metrics_path, json.dumps(stats, indent=2, sort_keys=True) + "\n")
 
 
