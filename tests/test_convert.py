@@ -358,10 +358,11 @@ def test_scifact_rationales_marks_gold_sentences(tmp_path: Path) -> None:
     assert c4["context_spans_relevance"] == [[0, 0, 1, 0]]
     assert _slices(c4, 0)[2] == "Mice slept less."
 
-    assert conv.qrels["train"] == {"1": {"11": 1}, "2": {"22": 1}, "3": {}}
+    # every cited abstract is judged: 1 with evidence, 0 without (the NOINFO claim's lines are all 0)
+    assert conv.qrels["train"] == {"1": {"11": 1}, "2": {"22": 1, "33": 0}, "3": {"22": 0, "33": 0}}
     assert conv.qrels["test"] == {"4": {"22": 1}}
     write_converted(conv, tmp_path / "out")
-    assert (tmp_path / "out" / "qrels" / "train.tsv").read_text() == f"{HEADER}\n1\t11\t1\n2\t22\t1\n"
+    assert (tmp_path / "out" / "qrels" / "train.tsv").read_text() == f"{HEADER}\n1\t11\t1\n2\t22\t1\n2\t33\t0\n3\t22\t0\n3\t33\t0\n"
     dd = load_dataset(tmp_path / "out" / "dataset")
     assert dd["train"][0]["context_spans_relevance"] == [[0, 1, 1, 0]]
 

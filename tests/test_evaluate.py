@@ -207,6 +207,7 @@ def test_missing_query_counts_zero_and_unjudged_queries_are_excluded(tmp_path):
                 "mrr@10": 0.25,  # (1/2 + 0) / 2
                 "queries": 2,
                 "queries_without_relevant": 1,
+                "false_evidence_rate": 1.0,  # q3 has nothing relevant, and the run answers it
             }
         }
     }
@@ -218,7 +219,8 @@ def test_only_unjudged_queries_give_zero_means(tmp_path):
     write_run({"q1": {"a": 1.0}}, tmp_path / "runs" / "r" / "test.trec", tag="r")
     write_qrels({"q1": {"a": 0}}, tmp_path / "qrels" / "test.tsv")
     summary, rows = evaluate_runs([tmp_path / "runs"], tmp_path / "qrels", {"test": {"q1", "q2"}}, ("ndcg@10",), ("test",))
-    assert summary == {"r": {"test": {"ndcg@10": 0.0, "queries": 0, "queries_without_relevant": 2}}}
+    # q1 (answered) and q2 (not in the run) have no evidence: one of two answered
+    assert summary == {"r": {"test": {"ndcg@10": 0.0, "queries": 0, "queries_without_relevant": 2, "false_evidence_rate": 0.5}}}
     assert rows == []
 
 

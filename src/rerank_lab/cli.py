@@ -130,10 +130,13 @@ def fuse(params_path: str, fusion: str, runs_root: str, output: Path) -> None:
 @click.option("--qrels", "qrels_dir", required=True, type=click.Path(), help="folder of <split>.tsv qrels")
 @click.option("--metrics", "metrics_path", required=True, type=click.Path(), callback=_out_path)
 @click.option("--output", required=True, type=click.Path(), callback=_out_path, help="folder for per_query.tsv")
-def evaluate(params_path: str, run_roots: tuple[str, ...], dataset: str, qrels_dir: str, metrics_path: Path, output: Path) -> None:
+@click.option("--probabilities", "prob_dirs", multiple=True, type=click.Path(), help="tune's probabilities/ folder(s): ECE per split")
+def evaluate(
+    params_path: str, run_roots: tuple[str, ...], dataset: str, qrels_dir: str, metrics_path: Path, output: Path, prob_dirs: tuple[str, ...]
+) -> None:
     """nDCG@10, MRR@10, Recall@K ... per run and split (trec_eval), plus per-query values."""
     from rerank_lab.config import EvaluateConfig
-    from rerank_lab.evaluate import compare_to_baseline, evaluate_runs, write_evaluation
+    from rerank_lab.evaluate import calibration_summary, compare_to_baseline, evaluate_runs, write_evaluation
     from rerank_lab.io.datasets import load_dataset
 
     cfg = build(EvaluateConfig, section(load_params(params_path), "evaluate"), "evaluate")
@@ -142,7 +145,8 @@ def evaluate(params_path: str, run_roots: tuple[str, ...], dataset: str, qrels_d
     summary, rows = evaluate_runs([Path(r) for r in run_roots], Path(qrels_dir), ids, cfg.metrics, cfg.splits)
     if cfg.baseline:
         compare_to_baseline(summary, rows, cfg.baseline, cfg.significance_metric, cfg.n_resamples, cfg.confidence, cfg.seed)
-    write_evaluation(summary, rows, cfg.metrics, metrics_path, output)
+    bins = calibration_summary(summary, [Path(p) for p in prob_dirs], Path(qrels_dir), cfg.splits, cfg.n_bins)
+    write_evaluation(summary, rows, cfg.metrics, metrics_path, output, bins)
     for run, splits in summary.items():
         for split, values in splits.items():
             sig = values.get(f"vs_{cfg.baseline}")
@@ -151,7 +155,55 @@ def evaluate(params_path: str, run_roots: tuple[str, ...], dataset: str, qrels_d
                 if sig
                 else ""
             )
-            click.echo(f"{run:>16} {split:<10} " + "  ".join(f"{m} {values[m]:.4f}" for m in cfg.metrics) + extra)
+            more = "".join(f"  {k} {values[k]:.4f}" for k in ("false_evidence_rate", "ece") if k in values)
+            click.echo(f"{run:>16} {split:<10} " + "  ".join(f"{m} {values[m]:.4f}" for m in cfg.metrics if m in values) + more + extra)
+
+
+@cli.command()
+@PARAMS
+@click.option("--dataset", required=True, type=click.Path(), help="the dataset the runs answer")
+@click.option("--qrels", "qrels_dir", required=True, type=click.Path(), help="folder of <split>.tsv qrels (only the dev split's is read)")
+@click.option("--runs", "runs_root", required=True, type=click.Path(), help="folder with one sub-folder per first-stage run")
+@click.option("--scores", "scored_root", required=True, type=click.Path(), help="the score stage's output folder")
+@click.option("--storage", "default_storage", required=True, help="Optuna storage URL used when tune.storage is null")
+@click.option("--output", required=True, type=click.Path(), callback=_out_path)
+@click.option("--metrics", "metrics_path", required=True, type=click.Path(), callback=_out_path)
+def tune(
+    params_path: str, dataset: str, qrels_dir: str, runs_root: str, scored_root: str, default_storage: str, output: Path, metrics_path: Path
+) -> None:
+    """Optuna over cached scores: pool sizes, fusion, calibration, abstain threshold (dev split only)."""
+    from rerank_lab.io.atomic import write_text
+    from rerank_lab.score import ScoreConfig
+    from rerank_lab.tune import TuneConfig, tune_stage
+
+    params = load_params(params_path)
+    cfg = build(TuneConfig, section(params, "tune"), "tune")
+    score_cfg = build(ScoreConfig, section(params, "score"), "score")
+    summary = tune_stage(
+        cfg, score_cfg.name, Path(dataset), Path(qrels_dir), Path(runs_root), Path(scored_root), cfg.storage or default_storage, output
+    )
+    write_text(metrics_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    click.echo(
+        f"study {summary['study']}: {summary['trials']} trials ({summary['trials_this_run']} new, {summary['pruned']} pruned); "
+        f"select nDCG@10 {summary['default_select_ndcg@10']:.4f} -> {summary['best_select_ndcg@10']:.4f}, "
+        f"confirm {summary['default_confirm_ndcg@10']:.4f} -> {summary['best_confirm_ndcg@10']:.4f}, "
+        f"false evidence {summary['best_confirm_false_evidence']:.3f} (<= {summary['epsilon']})"
+    )
+
+
+@cli.command()
+@click.option("--output", default="report", show_default=True, type=click.Path(), help="folder for report.md, PNGs, leaderboard.*")
+@click.option("--base", default="main", show_default=True, help="git revision the metric and param diffs compare against")
+@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="the DVC repository")
+def report(output: str, base: str, repo: str) -> None:
+    """The pull-request report: leaderboard (dvc exp show), diffs against a base, PNG plots."""
+    from rerank_lab.report import build_report
+
+    written = build_report(Path(repo), Path(output), base)
+    click.echo(
+        f"{output}/report.md: {written['experiments']} revisions, {written['leaderboard_rows']} leaderboard rows, "
+        f"{written['metrics_changed']} metrics changed vs {base}, plots: {', '.join(written['plots']) or 'none'}"
+    )
 
 
 @cli.command()

@@ -115,6 +115,7 @@ class EvaluateConfig:
     n_resamples: int = 10000
     confidence: float = 0.95
     seed: int = 0
+    n_bins: int = 10  # reliability diagram / ECE bins
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", tuple(self.metrics))

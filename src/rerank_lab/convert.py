@@ -428,7 +428,9 @@ def convert_scifact_rationales(folder: Path, cfg: ConvertConfig) -> Converted:
                 relevance.append([0] * title_spans + [int(i in gold) for i in range(n_sent)])
             row["context_spans_relevance"] = relevance
             noinfo += not evidence
-            qrels[qid] = {d: 1 for d in sorted(evidence)}
+            # every cited abstract was judged: grade 1 with evidence, 0 without (NOINFO claims keep
+            # their judged-0 lines, so later stages know them as queries of this dataset)
+            qrels[qid] = {d: int(d in evidence) for d in sorted(dict.fromkeys(cited))}
             rows.append(row)
         splits[split] = rows
     splits = _carve_missing(splits, cfg)

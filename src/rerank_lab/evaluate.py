@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -146,11 +147,15 @@ def evaluate_runs(
                 )
             qrels = read_qrels(qrels_dir / f"{split}.tsv")
             values = per_query(run, qrels, metrics)
+            no_evidence = known - set(values)
             summary.setdefault(name, {})[split] = {
                 **{m: round(v, 6) for m, v in mean(values, metrics).items()},
                 "queries": len(values),
-                "queries_without_relevant": len(known) - len(values),
+                "queries_without_relevant": len(no_evidence),
             }
+            if no_evidence:  # any answer to a no-evidence query is false evidence
+                fer = false_evidence_rate(run, no_evidence, threshold=-math.inf)
+                summary[name][split]["false_evidence_rate"] = round(fer, 6)
             rows += [(name, split, qid, v) for qid, v in values.items()]
     return summary, rows
 
@@ -185,12 +190,70 @@ def compare_to_baseline(
         }
 
 
-def write_evaluation(summary: dict, rows: list, metrics: tuple[str, ...], metrics_path: Path, per_query_dir: Path) -> None:
-    """Write the DVC metrics JSON and ``per_query.tsv`` atomically."""
+def calibration_summary(
+    summary: dict, prob_dirs: list[Path], qrels_dir: Path, splits: tuple[str, ...], n_bins: int = 10
+) -> list[tuple[str, str, str, dict]]:
+    """ECE of every probabilities file (``probabilities/<split>.tsv`` from tune), raw (sigmoid) and
+    calibrated, added to ``summary[run][split]``; returns the reliability-diagram bins.
+
+    Labels are 1 for a pair whose doc is relevant (grade > 0), else 0 -- pairs of no-evidence
+    queries included, since a confident score there is exactly the miscalibration that matters.
+    """
+    from rerank_lab.calibration import expected_calibration_error, reliability_bins
+
+    bins: list[tuple[str, str, str, dict]] = []
+    for folder in prob_dirs:
+        for split in splits:
+            path = Path(folder) / f"{split}.tsv"
+            if not path.is_file():
+                continue
+            qrels = read_qrels(qrels_dir / f"{split}.tsv")
+            by_run: dict[str, tuple[list[float], list[float], list[int]]] = {}
+            for no, line in enumerate(path.read_text(encoding="utf-8").splitlines()[1:], start=2):
+                cols = line.split("\t")
+                if len(cols) != 6:
+                    raise InputError(
+                        f"expected 6 columns, got {len(cols)}", path=path, record=f"line {no}", fix="write it with the tune stage"
+                    )
+                run, qid, did, _, p_raw, p = cols
+                try:
+                    raw_v, cal_v = float(p_raw), float(p)
+                except ValueError:
+                    raw_v = cal_v = math.nan
+                if not (0.0 <= raw_v <= 1.0 and 0.0 <= cal_v <= 1.0):  # NaN fails too
+                    raise InputError(
+                        f"probabilities {p_raw!r}, {p!r} are not numbers in [0, 1]",
+                        path=path,
+                        record=f"line {no}",
+                        fix="write it with the tune stage",
+                    )
+                raw, cal, labels = by_run.setdefault(run, ([], [], []))
+                raw.append(raw_v)
+                cal.append(cal_v)
+                labels.append(int(qrels.get(qid, {}).get(did, 0) > 0))
+            for run, (raw, cal, labels) in by_run.items():
+                entry = summary.setdefault(run, {}).setdefault(split, {})
+                entry["ece"] = round(expected_calibration_error(cal, labels, n_bins), 6)
+                entry["ece_sigmoid"] = round(expected_calibration_error(raw, labels, n_bins), 6)
+                entry["calibration_pairs"] = len(labels)
+                bins += [(run, split, "calibrated", b) for b in reliability_bins(cal, labels, n_bins)]
+                bins += [(run, split, "sigmoid", b) for b in reliability_bins(raw, labels, n_bins)]
+    return bins
+
+
+def write_evaluation(
+    summary: dict, rows: list, metrics: tuple[str, ...], metrics_path: Path, per_query_dir: Path, bins: list | None = None
+) -> None:
+    """Write the DVC metrics JSON, ``per_query.tsv`` and ``reliability.tsv`` atomically."""
     with atomic_dir(per_query_dir) as tmp:
         lines = ["run\tsplit\tquery_id\t" + "\t".join(metrics)]
         lines += [f"{r}\t{s}\t{q}\t" + "\t".join(repr(v[m]) for m in metrics) for r, s, q, v in rows]
         write_text(tmp / "per_query.tsv", "\n".join(lines) + "\n")
+        if bins:
+            cols = ("low", "high", "count", "mean_confidence", "accuracy")
+            lines = ["run\tsplit\tprobability\t" + "\t".join(cols)]
+            lines += [f"{r}\t{s}\t{k}\t" + "\t".join("" if b[c] is None else repr(b[c]) for c in cols) for r, s, k, b in bins]
+            write_text(tmp / "reliability.tsv", "\n".join(lines) + "\n")
     write_text(metrics_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 

@@ -73,6 +73,7 @@ class TrainConfig:
     max_length: int = 256
     max_queries: int | None = None
     max_dev_queries: int = 100
+    no_positive: str = "error"  # rows without a positive (NOINFO claims) for a loss that needs one: error | skip
     logging_steps: int = 10
     save_steps: int = 100
     seed: int = 42
@@ -96,6 +97,8 @@ class TrainConfig:
             raise ConfigError(
                 "distillation needs train.teacher: the name of a teacher_scores.<name> column", fix="run teacher-score and name it"
             )
+        if self.no_positive not in ("error", "skip"):
+            raise ConfigError(f"no_positive must be 'error' or 'skip', got {self.no_positive!r}", fix="use skip to leave such rows out")
         if self.list_size < 2:
             raise ConfigError(f"list_size must be >= 2 (a positive and a negative), got {self.list_size}", fix="e.g. 8")
 
@@ -128,6 +131,8 @@ def build_examples(ds: datasets.Dataset, fmt: str, cfg: TrainConfig, path: str =
             fix="add it with the teacher-score stage, or set train.teacher to a present one",
         )
     rows = ds.to_list()
+    if cfg.no_positive == "skip" and fmt not in ("pairs", "classes", "teacher-pairs"):
+        rows = [r for r in rows if any(r["labels"])]  # pointwise losses still learn from all-negative rows
     if cfg.max_queries:
         rows = rows[: cfg.max_queries]
     out: list[dict[str, Any]] = []

@@ -1,0 +1,485 @@
+"""report: DVC-shaped JSON through the pure functions, real PNGs, and one real git + DVC repository end to end."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+import yaml
+
+from rerank_lab.errors import InputError
+from rerank_lab.report import (
+    best_per_combination,
+    build_report,
+    diff_rows,
+    experiments,
+    leaderboard_rows,
+    markdown_table,
+    plot_history,
+    plot_reliability,
+    plot_topk,
+    write_leaderboard,
+)
+
+EVAL = "metrics/evaluate/scifact_rationales.json"
+TUNE = "metrics/tune/scifact_rationales.json"
+TUNED = "bm25+ce+tuned"
+
+
+def _params(loss: str = "listnet", **over) -> dict:
+    """params.yaml as nested dicts, the keys the leaderboard reads."""
+    p = {
+        "datasets": ["scifact_rationales"],
+        "mine": {"miner": "mixed"},
+        "train": {"model": "all-MiniLM-L6-v2", "regime": "listwise", "loss": loss},
+        "score": {"name": "ce"},
+        "tune": {"run": "bm25"},
+        "evaluate": {"baseline": "bm25"},
+    }
+    p.update(over)
+    return p
+
+
+def _evaluation(dev: float, test: float) -> dict:
+    """metrics/evaluate/<ds>.json: the first stage and the tuned system, with a vs_bm25 comparison."""
+    return {
+        "bm25": {"validation": {"ndcg@10": 0.5}, "test": {"ndcg@10": 0.55, "recall@100": 0.8}},
+        TUNED: {
+            "validation": {"ndcg@10": dev},
+            "test": {
+                "ndcg@10": test,
+                "false_evidence_rate": 0.1,
+                "ece": 0.05,
+                "recall@100": 0.9,
+                "vs_bm25": {"metric": "ndcg@10", "delta": test - 0.55, "ci_low": 0.0123, "ci_high": 0.2, "p_randomization": 0.004},
+            },
+        },
+    }
+
+
+def _data(params: dict, metrics: dict, rev: str) -> dict:
+    """The ``data`` block DVC 3.67 writes for one revision."""
+    return {
+        "rev": rev,
+        "timestamp": None if rev == "workspace" else "2025-01-01T00:00:00",
+        "params": {"params.yaml": {"data": params}},
+        "metrics": {f: {"data": m} for f, m in metrics.items()},
+        "deps": {},
+        "outs": {},
+        "meta": {},
+    }
+
+
+def _exp(rev: str, name: str, params: dict, metrics: dict) -> dict:
+    """One ``experiments`` item: a single-rev experiment, as `dvc exp show --json` lists a finished one."""
+    rev_entry = {"rev": rev, "name": name, "data": _data(params, metrics, rev), "error": None, "experiments": None}
+    return {"revs": [rev_entry], "executor": None, "name": name}
+
+
+def _show(baseline: tuple[dict, dict], exps: list[tuple[str, str, dict, dict]], workspace: tuple[dict, dict] | None = None) -> list:
+    """`dvc exp show --json` output: workspace first, then the baseline commit with its experiments."""
+    ws_params, ws_metrics = workspace or baseline
+    return [
+        {"rev": "workspace", "name": None, "data": _data(ws_params, ws_metrics, "workspace"), "error": None, "experiments": None},
+        {
+            "rev": "1d5303489d24f65865ddd6eb1e4c9dc827961d97",
+            "name": "main",
+            "data": _data(*baseline, "1d5303489d24f65865ddd6eb1e4c9dc827961d97"),
+            "error": None,
+            "experiments": [_exp(*e) for e in exps],
+        },
+    ]
+
+
+# --- experiments() ------------------------------------------------------------------------------
+
+
+def test_experiments_flattens_dvc_exp_show():
+    show = _show(
+        (_params("bce"), {EVAL: _evaluation(0.5, 0.5)}),
+        [
+            ("a9f4a9e0ba22a4a8e08d9dac4a072f43baf38ad3", "exp-1", _params("listnet"), {EVAL: _evaluation(0.6, 0.7)}),
+            ("b0e5b0f1cb33b5b9f19e0ebd5b183f54cbf49be4", "exp-2", _params("ranknet"), {EVAL: _evaluation(0.55, 0.6)}),
+        ],
+        workspace=(_params("ranknet"), {EVAL: _evaluation(0.55, 0.6)}),
+    )
+    recs = experiments(show)
+    assert [(r["kind"], r["name"]) for r in recs] == [
+        ("workspace", "workspace"),
+        ("baseline", "main"),
+        ("experiment", "exp-1"),
+        ("experiment", "exp-2"),
+    ]
+    assert [r["rev"] for r in recs] == [
+        "workspace",
+        "1d5303489d24f65865ddd6eb1e4c9dc827961d97",
+        "a9f4a9e0ba22a4a8e08d9dac4a072f43baf38ad3",
+        "b0e5b0f1cb33b5b9f19e0ebd5b183f54cbf49be4",
+    ]
+    # params are flattened to dotted keys; lists stay values
+    assert recs[2]["params"]["train.loss"] == "listnet"
+    assert recs[1]["params"]["train.loss"] == "bce"
+    assert recs[0]["params"]["train.loss"] == "ranknet"
+    assert recs[2]["params"]["datasets"] == ["scifact_rationales"]
+    assert recs[2]["params"]["tune.run"] == "bm25"
+    assert "train" not in recs[2]["params"]
+    # metrics stay parsed, keyed by file
+    assert recs[2]["metrics"][EVAL][TUNED]["validation"]["ndcg@10"] == 0.6
+    assert recs[3]["metrics"][EVAL][TUNED]["test"]["ndcg@10"] == 0.6
+
+
+def test_experiments_tolerates_errors_and_unnamed_revs():
+    show = _show((_params(), {EVAL: _evaluation(0.5, 0.5)}), [("c" * 40, "exp-1", _params(), {})])
+    # a metrics file DVC could not read, and a baseline commit without a branch name
+    show[1]["data"]["metrics"][TUNE] = {"error": {"type": "FileNotFoundError", "msg": "missing"}}
+    show[1]["name"] = None
+    # a failed experiment: DVC gives no data
+    show[1]["experiments"][0]["revs"][0].update(name=None, data=None, error={"type": "ReproductionError", "msg": "failed"})
+    recs = experiments(show)
+    assert recs[1]["name"] == "1d53034"  # short rev when there is no name
+    assert recs[1]["metrics"][TUNE] == {}
+    assert recs[1]["metrics"][EVAL][TUNED]["test"]["ndcg@10"] == 0.5
+    assert recs[2]["name"] == "exp-1"  # the experiment's name when its rev has none
+    assert recs[2]["params"] == {} and recs[2]["metrics"] == {}
+
+
+# --- leaderboard_rows() + best_per_combination() ------------------------------------------------
+
+
+def _records() -> list[dict]:
+    show = _show(
+        (_params("bce"), {EVAL: _evaluation(0.50, 0.90)}),
+        [
+            # same combination (listnet): exp-dev has the better dev score, exp-test the better test score
+            ("1" * 40, "exp-test", _params("listnet"), {EVAL: _evaluation(0.55, 0.95), TUNE: {"best": {"top_k_rerank": 20}}}),
+            (
+                "2" * 40,
+                "exp-dev",
+                _params("listnet"),
+                {EVAL: _evaluation(0.60, 0.70), TUNE: {"best": {"top_k_rerank": 10, "fusion": "none"}}},
+            ),
+            # another loss: its own combination
+            ("3" * 40, "exp-ranknet", _params("ranknet"), {EVAL: _evaluation(0.58, 0.65)}),
+            # no tuned system in its metrics: nothing to rank
+            ("4" * 40, "exp-untuned", _params("lambdaloss"), {EVAL: {"bm25": _evaluation(0, 0)["bm25"]}}),
+            # no metrics at all (e.g. a failed run)
+            ("5" * 40, "exp-empty", _params("lambdaloss"), {}),
+        ],
+    )
+    return experiments(show)
+
+
+def test_leaderboard_rows_read_the_tuned_system():
+    rows = leaderboard_rows(_records())
+    assert [r["experiment"] for r in rows] == ["workspace", "main", "exp-test", "exp-dev", "exp-ranknet"]  # untuned ones skipped
+    row = rows[3]
+    assert row == {
+        "experiment": "exp-dev",
+        "rev": "2222222",
+        "kind": "experiment",
+        "dataset": "scifact_rationales",
+        "generator": "bm25",
+        "reranker": "all-MiniLM-L6-v2",
+        "regime": "listwise",
+        "loss": "listnet",
+        "negatives": "mixed",
+        "dev_ndcg@10": 0.60,
+        "test_ndcg@10": 0.70,
+        "test_ci": "[+0.0123, +0.2000]",
+        "test_p_vs_first_stage": 0.004,
+        "test_false_evidence": 0.1,
+        "test_ece": 0.05,
+        "test_recall@100": 0.9,
+        "first_stage_test_ndcg@10": 0.55,
+        "settings": '{"fusion": "none", "top_k_rerank": 10}',
+    }
+    assert rows[4]["settings"] == "{}"  # no tune metrics file
+
+
+def test_leaderboard_follows_the_configured_names():
+    """tune.run / score.name / evaluate.baseline pick the tuned run and the comparison it is read from."""
+    params = _params("listnet", tune={"run": "dense"}, score={"name": "mini"}, evaluate={"baseline": "dense"})
+    ev = _evaluation(0.6, 0.7)
+    metrics = {
+        EVAL: {"dense": ev["bm25"], "dense+mini+tuned": {**ev[TUNED], "test": {"ndcg@10": 0.7, "vs_dense": ev[TUNED]["test"]["vs_bm25"]}}}
+    }
+    rows = leaderboard_rows(experiments(_show((params, metrics), [])))
+    assert len(rows) == 2
+    assert rows[1]["generator"] == "dense"
+    assert rows[1]["test_ci"] == "[+0.0123, +0.2000]"
+    assert rows[1]["first_stage_test_ndcg@10"] == 0.55
+    # the same metrics under the default names hold no tuned system for these params
+    assert leaderboard_rows(experiments(_show((_params(), metrics), []))) == []
+
+
+def test_best_per_combination_chooses_by_dev_not_test():
+    board = best_per_combination(leaderboard_rows(_records()))
+    by_loss = {r["loss"]: r for r in board}
+    assert sorted(by_loss) == ["bce", "listnet", "ranknet"]  # one row per loss; lambdaloss had nothing tuned
+    assert len(board) == 3
+    # listnet: exp-dev (dev 0.60, test 0.70) beats exp-test (dev 0.55, test 0.95)
+    assert by_loss["listnet"]["experiment"] == "exp-dev"
+    assert by_loss["listnet"]["test_ndcg@10"] == 0.70
+    # bce is listed twice (workspace and main, same numbers): the committed revision wins the tie
+    assert by_loss["bce"]["experiment"] == "main"
+    # sorted best dev first
+    assert [r["dev_ndcg@10"] for r in board] == [0.60, 0.58, 0.50]
+
+
+def test_best_per_combination_separates_every_axis_and_dataset():
+    base = leaderboard_rows(experiments(_show((_params(), {EVAL: _evaluation(0.5, 0.5)}), [])))[1]
+    rows = []
+    for i, (axis, value) in enumerate(
+        [(None, None), ("regime", "pairwise"), ("negatives", "hard"), ("reranker", "other"), ("generator", "dense")]
+    ):
+        rows.append({**base, "experiment": f"e{i}", "dev_ndcg@10": 0.5 + i / 100, **({axis: value} if axis else {})})
+    rows.append({**base, "experiment": "other-ds", "dataset": "nfcorpus", "dev_ndcg@10": 0.9})
+    rows.append({**base, "experiment": "no-dev", "dev_ndcg@10": None})  # loses to e0 (same combination)
+    board = best_per_combination(rows)
+    assert [r["experiment"] for r in board] == ["other-ds", "e4", "e3", "e2", "e1", "e0"]  # by dataset, then best dev first
+
+
+def test_best_per_combination_ties():
+    base = leaderboard_rows(experiments(_show((_params(), {EVAL: _evaluation(0.5, 0.5)}), [])))[0]
+    ws = {**base, "experiment": "workspace", "kind": "workspace"}
+    e1 = {**base, "experiment": "exp-1", "kind": "experiment", "rev": "1111111"}
+    e2 = {**base, "experiment": "exp-2", "kind": "experiment", "rev": "2222222"}
+    assert [r["experiment"] for r in best_per_combination([ws, e1, e2])] == ["exp-1"]  # committed beats workspace, then first listed
+    assert [r["experiment"] for r in best_per_combination([e2, ws, e1])] == ["exp-2"]
+    better_ws = {**ws, "dev_ndcg@10": 0.51}
+    assert [r["experiment"] for r in best_per_combination([e1, better_ws])] == ["workspace"]  # a better workspace still wins
+
+
+# --- write_leaderboard() + markdown_table() -----------------------------------------------------
+
+
+def test_write_leaderboard_files_read_back(tmp_path: Path):
+    board = best_per_combination(leaderboard_rows(_records()))
+    write_leaderboard(board, tmp_path)
+    columns = [
+        "experiment", "rev", "dataset", "generator", "reranker", "regime", "loss", "negatives",
+        "dev_ndcg@10", "test_ndcg@10", "test_ci", "test_p_vs_first_stage", "test_false_evidence", "test_ece", "test_recall@100",
+        "first_stage_test_ndcg@10", "settings",
+    ]  # fmt: skip
+    with open(tmp_path / "leaderboard.csv", newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == columns
+        read = list(reader)
+    assert [r["experiment"] for r in read] == ["exp-dev", "exp-ranknet", "main"]
+    assert read[0]["loss"] == "listnet"
+    assert float(read[0]["dev_ndcg@10"]) == 0.60
+    assert float(read[0]["test_ndcg@10"]) == 0.70
+    assert read[0]["test_ci"] == "[+0.0123, +0.2000]"
+    assert json.loads(read[0]["settings"]) == {"fusion": "none", "top_k_rerank": 10}
+
+    assert json.loads((tmp_path / "leaderboard.json").read_text(encoding="utf-8")) == board
+
+    md = (tmp_path / "leaderboard.md").read_text(encoding="utf-8").splitlines()
+    assert md[0] == "| " + " | ".join(columns[:-1]) + " |"  # settings (raw JSON) is left out of the table
+    assert md[1] == "|" + "---|" * (len(columns) - 1)
+    assert len(md) == 2 + len(board)
+    assert md[2].startswith(
+        "| exp-dev | 2222222 | scifact_rationales | bm25 | all-MiniLM-L6-v2 | listwise | listnet | mixed | 0.6000 | 0.7000 |"
+    )
+
+
+def test_markdown_table_escapes_pipes_and_formats_cells():
+    rows = [{"name": "a|b", "value": 0.123456, "n": 3, "missing": None}]
+    lines = markdown_table(rows, ["name", "value", "n", "missing"]).splitlines()
+    assert lines[2] == "| a\\|b | 0.1235 | 3 | – |"
+    # the escaped pipe does not open a new cell: split on unescaped pipes only
+    cells = [c.strip() for c in lines[2].replace("\\|", "\0").strip("|").split("|")]
+    assert cells == ["a\0b", "0.1235", "3", "–"]
+    assert markdown_table([], ["name"]) == "_(none)_\n"
+
+
+# --- diff_rows() --------------------------------------------------------------------------------
+
+
+def test_diff_rows_from_dvc_diff_json():
+    diff = {
+        "metrics/evaluate/toy.json": {
+            "bm25+ce+tuned.validation.ndcg@10": {"old": 0.5, "new": 0.6, "diff": 0.1},
+            "bm25+ce+tuned.test.ece": {"old": 0.2, "new": 0.1, "diff": -0.1},
+        },
+        "metrics/convert/toy.json": {"queries": {"old": 10, "new": 12, "diff": 2}},
+        "params.yaml": {"train.loss": {"old": "bce", "new": "listnet"}},  # DVC writes no diff for strings
+    }
+    assert diff_rows(diff) == [
+        {"file": "metrics/convert/toy.json", "key": "queries", "base": 10, "this change": 12, "diff": 2},
+        {"file": "metrics/evaluate/toy.json", "key": "bm25+ce+tuned.test.ece", "base": 0.2, "this change": 0.1, "diff": -0.1},
+        {"file": "metrics/evaluate/toy.json", "key": "bm25+ce+tuned.validation.ndcg@10", "base": 0.5, "this change": 0.6, "diff": 0.1},
+        {"file": "params.yaml", "key": "train.loss", "base": "bce", "this change": "listnet", "diff": None},
+    ]
+    assert diff_rows({}) == []
+
+
+# --- plots --------------------------------------------------------------------------------------
+
+TOPK_TSV = (
+    "top_k_rerank\tselect_ndcg@10\tselect_false_evidence\tconfirm_ndcg@10\tconfirm_false_evidence\n"
+    "1\t0.40\t0.5\t0.38\t0.6\n"
+    "2\t0.55\t0.4\t0.50\t0.4\n"
+    "3\t0.61\t0.3\t0.57\t0.25\n"
+)
+TRIALS_TSV = (
+    "number\tstate\tvalue\tfalse_evidence\tfeasible\tparams\n"
+    '0\tcomplete\t0.50\t0.1\tTrue\t{"top_k_rerank": 3}\n'
+    '1\tcomplete\t0.70\t0.9\tFalse\t{"top_k_rerank": 1}\n'
+    '2\tpruned\t0.30\tNone\tFalse\t{"top_k_rerank": 2}\n'
+    "3\tpruned\tNone\tNone\tFalse\t{}\n"
+    '4\tcomplete\t0.60\t0.05\tTrue\t{"top_k_rerank": 2}\n'
+)
+RELIABILITY_TSV = (
+    "run\tsplit\tprobability\tlow\thigh\tcount\tmean_confidence\taccuracy\n"
+    "bm25+ce+tuned\ttest\tcalibrated\t0.0\t0.5\t3\t0.2\t0.33\n"
+    "bm25+ce+tuned\ttest\tcalibrated\t0.5\t1.0\t2\t0.8\t0.5\n"
+    "bm25+ce+tuned\ttest\tsigmoid\t0.0\t0.5\t0\t\t\n"  # an empty bin: skipped
+    "bm25+ce+tuned\ttest\tsigmoid\t0.5\t1.0\t5\t0.9\t0.4\n"
+    "bm25+ce+tuned\tvalidation\tcalibrated\t0.0\t0.5\t4\t0.3\t0.25\n"
+)
+
+
+def _assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] > 100 and image.shape[1] > 100
+    assert image.min() < image.max()  # something was drawn
+
+
+@pytest.mark.parametrize(
+    ("plot", "tsv"),
+    [(plot_topk, TOPK_TSV), (plot_history, TRIALS_TSV), (plot_reliability, RELIABILITY_TSV)],
+    ids=["topk", "history", "reliability"],
+)
+def test_plots_write_real_pngs(tmp_path: Path, plot, tsv: str):
+    src = tmp_path / "in.tsv"
+    src.write_text(tsv, encoding="utf-8")
+    out = tmp_path / "out.png"
+    assert plot(src, out, "toy: title") is True
+    _assert_png(out)
+    # a missing input draws nothing
+    missing = tmp_path / "missing.png"
+    assert plot(tmp_path / "absent.tsv", missing, "toy") is False
+    assert not missing.exists()
+
+
+def test_plot_reliability_needs_rows_of_its_split(tmp_path: Path):
+    src = tmp_path / "reliability.tsv"
+    src.write_text(RELIABILITY_TSV, encoding="utf-8")
+    assert plot_reliability(src, tmp_path / "v.png", "toy", split="validation") is True
+    assert plot_reliability(src, tmp_path / "t.png", "toy", split="train") is False
+    assert not (tmp_path / "t.png").exists()
+
+
+# --- build_report() -----------------------------------------------------------------------------
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "rerank-lab tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.invalid",
+    "GIT_COMMITTER_NAME": "rerank-lab tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.invalid",
+    "DVC_NO_ANALYTICS": "1",
+    # hermetic: no user/system git config (identity, signing, hooks) -- the identity above is all there is, as in CI
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def test_build_report_outside_a_dvc_repo(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    with pytest.raises(InputError, match=r"`dvc exp show --no-pager` failed: ERROR: you are not inside of a DVC repository") as err:
+        build_report(tmp_path, tmp_path / "report")
+    assert str(tmp_path) in str(err.value)
+    assert "fix: run the report from the root of a DVC repository" in str(err.value)
+    assert "Traceback" not in str(err.value)
+    assert not (tmp_path / "report").exists()
+
+
+# The stage command: metrics in the shapes evaluate and tune write, and the three TSVs the plots read.
+# Dev nDCG@10 depends on train.loss, so every experiment lands in its own leaderboard row.
+STAGE = """
+import json, os, yaml
+p = yaml.safe_load(open("params.yaml"))
+loss = p["train"]["loss"]
+dev = {"bce": 0.50, "listnet": 0.60, "ranknet": 0.55}[loss]
+ev = {
+    "bm25": {"validation": {"ndcg@10": 0.45}, "test": {"ndcg@10": 0.40}},
+    "bm25+ce+tuned": {
+        "validation": {"ndcg@10": dev},
+        "test": {"ndcg@10": dev - 0.05, "false_evidence_rate": 0.1, "ece": 0.05, "recall@100": 0.9,
+                 "vs_bm25": {"delta": dev - 0.45, "ci_low": 0.01, "ci_high": 0.2, "p_randomization": 0.01}},
+    },
+}
+for d in ("metrics/evaluate", "metrics/tune", "data/tune/toy", "data/evaluate/toy"):
+    os.makedirs(d, exist_ok=True)
+json.dump(ev, open("metrics/evaluate/toy.json", "w"))
+json.dump({"best": {"top_k_rerank": 3, "loss_seen": loss}}, open("metrics/tune/toy.json", "w"))
+open("data/tune/toy/topk.tsv", "w").write(TOPK)
+open("data/tune/toy/trials.tsv", "w").write(TRIALS)
+open("data/evaluate/toy/reliability.tsv", "w").write(RELIABILITY)
+"""
+
+
+def _run(args: list[str], cwd: Path) -> None:
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env={**os.environ, **GIT_ENV})
+    assert proc.returncode == 0, f"{args}: {proc.stdout}\n{proc.stderr}"
+
+
+def test_build_report_end_to_end(tmp_path: Path, monkeypatch):
+    for k, v in GIT_ENV.items():
+        monkeypatch.setenv(k, v)
+    repo = tmp_path
+    code = STAGE.replace("TOPK", repr(TOPK_TSV)).replace("TRIALS", repr(TRIALS_TSV)).replace("RELIABILITY", repr(RELIABILITY_TSV))
+    params = copy.deepcopy(_params("bce", datasets=["toy"]))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    stage = {
+        # one line: DVC runs each line of a multi-line cmd as its own command
+        "cmd": f"{shlex.quote(sys.executable)} -c {shlex.quote(f'exec({code!r})')}",
+        "params": ["datasets", "train.loss"],
+        "outs": ["data/tune/toy", "data/evaluate/toy"],
+        "metrics": [{"metrics/evaluate/toy.json": {"cache": False}}, {"metrics/tune/toy.json": {"cache": False}}],
+    }
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"toy": stage}}), encoding="utf-8")
+    dvc = [sys.executable, "-m", "dvc"]
+    _run(["git", "init", "-q", "-b", "main"], repo)
+    _run([*dvc, "init", "-q"], repo)
+    _run([*dvc, "repro", "-q"], repo)
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "commit", "-q", "-m", "toy pipeline"], repo)
+    _run([*dvc, "exp", "run", "-q", "-n", "exp-listnet", "-S", "train.loss=listnet"], repo)
+    _run([*dvc, "exp", "run", "-q", "-n", "exp-ranknet", "-S", "train.loss=ranknet"], repo)
+
+    written = build_report(repo, repo / "report", base="main")
+
+    out = repo / "report"
+    assert written["experiments"] == 4  # workspace, main, two experiments
+    assert written["leaderboard_rows"] == 3
+    assert written["plots"] == ["toy-ndcg-vs-topk.png", "toy-reliability.png", "toy-optuna-history.png"]
+    for name in written["plots"]:
+        _assert_png(out / name)
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "| exp-listnet | experiment |" in md and "| exp-ranknet | experiment |" in md
+    assert "| main | baseline |" in md
+    for name in written["plots"]:
+        assert f"![{name}]({name})" in md
+    # the workspace holds the last experiment's results: its metrics and params differ from main
+    assert written["metrics_changed"] >= 3
+    assert "| metrics/evaluate/toy.json | bm25+ce+tuned.validation.ndcg@10 | 0.5000 | 0.5500 |" in md
+    assert "| params.yaml | train.loss | bce | ranknet |" in md
+
+    with open(out / "leaderboard.csv", newline="", encoding="utf-8") as fh:
+        board = list(csv.DictReader(fh))
+    assert sorted(r["loss"] for r in board) == ["bce", "listnet", "ranknet"]
+    assert [(r["loss"], float(r["dev_ndcg@10"])) for r in board] == [("listnet", 0.60), ("ranknet", 0.55), ("bce", 0.50)]
+    # the workspace repeats exp-ranknet's numbers: the leaderboard names the experiment, not the workspace
+    assert [r["experiment"] for r in board] == ["exp-listnet", "exp-ranknet", "main"]
+    assert json.loads(board[0]["settings"]) == {"top_k_rerank": 3, "loss_seen": "listnet"}
