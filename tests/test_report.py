@@ -41,7 +41,7 @@ def _params(loss: str = "listnet", **over) -> dict:
         "mine": {"miner": "mixed"},
         "train": {"model": "all-MiniLM-L6-v2", "regime": "listwise", "loss": loss},
         "score": {"name": "ce"},
-        "tune": {"run": "bm25"},
+        "tune": {"run": "bm25", "epsilon": 0.5},
         "evaluate": {"baseline": "bm25"},
     }
     p.update(over)
@@ -191,6 +191,7 @@ def test_leaderboard_rows_read_the_tuned_system():
         "regime": "listwise",
         "loss": "listnet",
         "negatives": "mixed",
+        "epsilon": 0.5,
         "dev_ndcg@10": 0.60,
         "test_ndcg@10": 0.70,
         "test_ci": "[+0.0123, +0.2000]",
@@ -265,7 +266,7 @@ def test_write_leaderboard_files_read_back(tmp_path: Path):
     board = best_per_combination(leaderboard_rows(_records()))
     write_leaderboard(board, tmp_path)
     columns = [
-        "experiment", "rev", "dataset", "generator", "reranker", "regime", "loss", "negatives",
+        "experiment", "rev", "dataset", "generator", "reranker", "regime", "loss", "negatives", "epsilon",
         "dev_ndcg@10", "test_ndcg@10", "test_ci", "test_p_vs_first_stage", "test_false_evidence", "test_ece", "test_recall@100",
         "first_stage_test_ndcg@10", "settings",
     ]  # fmt: skip
@@ -287,7 +288,7 @@ def test_write_leaderboard_files_read_back(tmp_path: Path):
     assert md[1] == "|" + "---|" * (len(columns) - 1)
     assert len(md) == 2 + len(board)
     assert md[2].startswith(
-        "| exp-dev | 2222222 | scifact_rationales | bm25 | all-MiniLM-L6-v2 | listwise | listnet | mixed | 0.6000 | 0.7000 |"
+        "| exp-dev | 2222222 | scifact_rationales | bm25 | all-MiniLM-L6-v2 | listwise | listnet | mixed | 0.5000 | 0.6000 | 0.7000 |"
     )
 
 

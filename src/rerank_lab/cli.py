@@ -143,8 +143,8 @@ def evaluate(
     dd = load_dataset(dataset)
     ids = {s: set(dd[s]["id"]) for s in dd}
     summary, rows = evaluate_runs([Path(r) for r in run_roots], Path(qrels_dir), ids, cfg.metrics, cfg.splits)
-    if cfg.baseline:
-        compare_to_baseline(summary, rows, cfg.baseline, cfg.significance_metric, cfg.n_resamples, cfg.confidence, cfg.seed)
+    for reference in (cfg.baseline, *cfg.compare_also) if cfg.baseline else ():
+        compare_to_baseline(summary, rows, reference, cfg.significance_metric, cfg.n_resamples, cfg.confidence, cfg.seed)
     bins = calibration_summary(summary, [Path(p) for p in prob_dirs], Path(qrels_dir), cfg.splits, cfg.n_bins)
     write_evaluation(summary, rows, cfg.metrics, metrics_path, output, bins)
     for run, splits in summary.items():
@@ -185,9 +185,10 @@ def tune(
     write_text(metrics_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     click.echo(
         f"study {summary['study']}: {summary['trials']} trials ({summary['trials_this_run']} new, {summary['pruned']} pruned); "
-        f"select nDCG@10 {summary['default_select_ndcg@10']:.4f} -> {summary['best_select_ndcg@10']:.4f}, "
-        f"confirm {summary['default_confirm_ndcg@10']:.4f} -> {summary['best_confirm_ndcg@10']:.4f}, "
-        f"false evidence {summary['best_confirm_false_evidence']:.3f} (<= {summary['epsilon']})"
+        f"nDCG@10 select {summary['default_select_ndcg@10']:.4f} -> {summary['best_select_ndcg@10']:.4f}, "
+        f"confirm {summary['default_confirm_ndcg@10']:.4f} -> {summary['best_confirm_ndcg@10']:.4f}; "
+        f"false evidence select {summary['best_select_false_evidence']:.3f}, confirm {summary['best_confirm_false_evidence']:.3f} "
+        f"(epsilon {summary['epsilon']}); confirmed: {'yes' if summary['confirmed'] else 'no'}"
     )
 
 

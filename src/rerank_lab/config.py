@@ -111,6 +111,7 @@ class EvaluateConfig:
     metrics: tuple[str, ...] = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
     splits: tuple[str, ...] = ("validation", "test")
     baseline: str | None = None  # a run every other run is compared with (paired tests); None: no tests
+    compare_also: tuple[str, ...] = ()  # more reference runs for the same paired tests (e.g. the untuned reranker)
     significance_metric: str = "ndcg@10"
     n_resamples: int = 10000
     confidence: float = 0.95
@@ -120,6 +121,9 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "splits", tuple(self.splits))
+        object.__setattr__(self, "compare_also", tuple(self.compare_also))
+        if self.compare_also and self.baseline is None:
+            raise ConfigError("evaluate.compare_also needs evaluate.baseline", fix="set the baseline run first")
         if self.baseline is not None and self.significance_metric not in self.metrics:
             raise ConfigError(
                 f"significance_metric {self.significance_metric!r} is not among evaluate.metrics",
