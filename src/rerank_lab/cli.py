@@ -196,11 +196,12 @@ def tune(
 @click.option("--output", default="report", show_default=True, type=click.Path(), help="folder for report.md, PNGs, leaderboard.*")
 @click.option("--base", default="main", show_default=True, help="git revision the metric and param diffs compare against")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="the DVC repository")
-def report(output: str, base: str, repo: str) -> None:
+@click.option("--all-commits/--head-only", default=True, show_default=True, help="experiments of every commit, or of HEAD only")
+def report(output: str, base: str, repo: str, all_commits: bool) -> None:
     """The pull-request report: leaderboard (dvc exp show), diffs against a base, PNG plots."""
     from rerank_lab.report import build_report
 
-    written = build_report(Path(repo), Path(output), base)
+    written = build_report(Path(repo), Path(output), base, all_commits)
     click.echo(
         f"{output}/report.md: {written['experiments']} revisions, {written['leaderboard_rows']} leaderboard rows, "
         f"{written['metrics_changed']} metrics changed vs {base}, plots: {', '.join(written['plots']) or 'none'}"

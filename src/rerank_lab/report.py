@@ -279,9 +279,10 @@ def plot_history(path: Path, out: Path, title: str) -> bool:
 # --- the report ---------------------------------------------------------------------------------
 
 
-def build_report(repo: Path, out: Path, base: str = "main") -> dict[str, Any]:
+def build_report(repo: Path, out: Path, base: str = "main", all_commits: bool = True) -> dict[str, Any]:
     """Write ``report.md``, its PNGs and the leaderboard files under ``out``; returns what was written."""
-    records = experiments(dvc_json(["exp", "show", "--no-pager"], repo))
+    # every commit's experiments by default: cells queued on an earlier commit of the branch still count
+    records = experiments(dvc_json(["exp", "show", "--no-pager", *(["--all-commits"] if all_commits else [])], repo))
     metrics_diff = diff_rows(dvc_json(["metrics", "diff", base], repo))
     params_diff = diff_rows(dvc_json(["params", "diff", base], repo))
     rows = leaderboard_rows(records)
