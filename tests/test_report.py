@@ -397,7 +397,8 @@ GIT_ENV = {
 
 def test_build_report_outside_a_dvc_repo(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    with pytest.raises(InputError, match=r"`dvc exp show --no-pager` failed: ERROR: you are not inside of a DVC repository") as err:
+    expected = r"`dvc exp show --no-pager --all-commits` failed: ERROR: you are not inside of a DVC repository"
+    with pytest.raises(InputError, match=expected) as err:
         build_report(tmp_path, tmp_path / "report")
     assert str(tmp_path) in str(err.value)
     assert "fix: run the report from the root of a DVC repository" in str(err.value)
