@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import os
@@ -180,4 +181,6 @@ def test_report_from_a_real_experiment(pipeline: Path) -> None:
         assert f"]({png})" in md
     board = (report / "leaderboard.csv").read_text().splitlines()
     assert board[0].startswith("experiment,rev,dataset,generator,reranker,regime,loss,negatives")
-    assert len(board) == 2  # one combination (same generator, reranker, regime, loss, negatives): its best experiment
+    # one combination (same generator, reranker, regime, loss, negatives) under two budgets: epsilon 0.5 and 1.0
+    rows = list(csv.DictReader(board))
+    assert sorted((r["experiment"], float(r["epsilon"])) for r in rows) == [("loose-eps", 1.0), ("main", 0.5)]
