@@ -199,6 +199,14 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, ax, title: str, out: Path) -> bool:
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def plot_topk(path: Path, out: Path, title: str) -> bool:
     rows = _read_tsv(path)
     if not rows:
@@ -216,11 +224,7 @@ def plot_topk(path: Path, out: Path, title: str) -> bool:
     ax2.set_ylim(0, 1)
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(lines, [h.get_label() for h in lines], loc="lower right", fontsize=8)
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, ax, title, out)
 
 
 def plot_reliability(path: Path, out: Path, title: str, split: str = "test") -> bool:
@@ -237,12 +241,8 @@ def plot_reliability(path: Path, out: Path, title: str, split: str = "test") -> 
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean predicted probability (bin)")
     ax.set_ylabel("share relevant (bin)")
-    ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, ax, title, out)
 
 
 def plot_history(path: Path, out: Path, title: str) -> bool:
@@ -268,12 +268,8 @@ def plot_history(path: Path, out: Path, title: str) -> bool:
     ax.plot(xs, ys, color="black", lw=1.5, label="best feasible so far")
     ax.set_xlabel("trial")
     ax.set_ylabel("nDCG@10 (select half of dev)")
-    ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, ax, title, out)
 
 
 # --- the report ---------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from rerank_lab.errors import ConfigError, InputError, unknown_name
-from rerank_lab.evaluate import per_query
+from rerank_lab.evaluate import false_evidence_rate, per_query
 from rerank_lab.io.qrels import Qrels
 from rerank_lab.io.trec import Run, ranked
 
@@ -249,8 +249,9 @@ def system_run(
 
 
 def false_evidence(run: Run, no_evidence: list[str]) -> float:
-    """Share of no-evidence queries the system answers at all (see evaluate.false_evidence_rate)."""
-    return sum(1 for q in no_evidence if run.get(q)) / len(no_evidence) if no_evidence else 0.0
+    """Share of no-evidence queries the system answers at all: evaluate's false-evidence rate with
+    no score threshold (abstaining already removed them), 0 when there are none to answer."""
+    return false_evidence_rate(run, set(no_evidence), threshold=-math.inf) if no_evidence else 0.0
 
 
 # --- calibration over cached pairs --------------------------------------------------------------
@@ -477,7 +478,7 @@ class TuneResult:
 def _feasible_best(study, epsilon: float):
     import optuna
 
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     feasible = [t for t in done if t.user_attrs.get("false_evidence", 1.0) <= epsilon + 1e-12]
     # best value first; ties go to the earliest trial, so the choice is stable as trials are added
     return max(feasible, key=lambda t: (t.value, -t.number)) if feasible else None
