@@ -149,7 +149,8 @@ def unknown_params_key(tmp: Path):
         root,
         {"format": "beir", "on_missing_docs": "drop"},
         ConfigError,
-        r"^unknown key\(s\) \['on_missing_docs'\] in convert.sources.x \(fix: valid keys: format, on_missing_doc, seed, teacher_name, ",
+        r"^unknown key\(s\) \['on_missing_docs'\] in convert.sources.x "
+        r"\(fix: valid keys: format, max_drop_fraction, on_missing_doc, remove_query, seed, teacher_name, ",
     )
 
 
@@ -304,9 +305,9 @@ def test_validate_example_rejects_a_span_outside_its_text() -> None:
 def test_cli_rejects_a_dataset_with_a_span_outside_its_text(tmp_path: Path, monkeypatch, capsys) -> None:
     ds = tmp_path / "dataset"
     datasets.DatasetDict({"train": to_dataset([BAD_SPAN_ROW])}).save_to_disk(str(ds))  # bypasses save_dataset's check
-    params = _params(tmp_path, {"dedup": {"max_duplicates": 0}})
+    params = _params(tmp_path, {"dedup": {"max_duplicates": 0}, "convert": {"sources": {"x": {"format": "triplets"}}}})
     output, metrics = tmp_path / "out" / "dedup", tmp_path / "out" / "dedup.json"
-    args = ["dedup", "--params", params, "--input", ds, "--output", output, "--metrics", metrics]
+    args = ["dedup", "--params", params, "--source", "x", "--input", ds, "--output", output, "--metrics", metrics]
     _fails_cleanly(args, InputError, rf"^{_e(ds)}: train record q1, text 0: span \[6, 99\] lies outside its text", monkeypatch, capsys)
     _nothing_written(tmp_path, output, metrics)
 

@@ -417,3 +417,36 @@ def test_real_scifact_gold_sentences_map_to_their_spans(real_scifact) -> None:
                 checked += 1
     assert noinfo == conv.notes["noinfo_claims"] > 0
     assert checked > 500
+
+
+def test_real_scifact_validation_shares_no_judged_document_with_train(real_scifact) -> None:
+    """Claim families (a claim, its negation, ...) cite the same abstracts: carved claim by claim,
+    105 of the 162 validation claims shared a cited abstract with a train claim. Carved by group,
+    none does; the official test split (claims_dev) is kept as released, its overlap reported."""
+    from rerank_lab.convert import summary
+
+    conv, _, _ = real_scifact
+    counts = summary(conv)
+    assert counts["validation_queries"] == 162  # 20% of 809 train claims: whole groups fill it exactly
+    assert counts["validation_queries_sharing_train_docs"] == 0
+    judged = {q: docs for split in conv.qrels.values() for q, docs in split.items()}
+    train_docs = {d for r in conv.splits["train"] for d in judged[r["id"]]}
+    assert not any(train_docs & set(judged[r["id"]]) for r in conv.splits["validation"])  # recomputed by hand
+    test_sharing = sum(1 for r in conv.splits["test"] if train_docs & set(judged[r["id"]]))
+    assert counts["test_queries_sharing_train_docs"] == test_sharing > 0
+
+
+def test_dropping_most_judged_queries_stops_convert(tmp_path: Path) -> None:
+    """on_missing_doc: drop removes a query whose judged docs are all missing; losing more than
+    max_drop_fraction of a split's judged queries means the wrong corpus, not a few stray ids."""
+    from rerank_lab.errors import ConfigError
+
+    root = _beir(tmp_path / "beir")
+    _tsv(root / "qrels" / "train.tsv", [HEADER, "q1\td1\t2", "q2\td3\t1"])
+    _tsv(root / "qrels" / "test.tsv", [HEADER, "q5\td1\t1", "q4\tgone\t1", "q3\tgone2\t1"])
+    cfg = ConvertConfig(format="beir", on_missing_doc="drop")
+    pattern = r"test\.tsv: convert would drop 2 of 3 test rows \(66\.7%\), more than convert\.sources\.<dataset>\.max_drop_fraction = 0\.5"
+    with pytest.raises(ConfigError, match=pattern):
+        convert(root, cfg)
+    conv = convert(root, ConvertConfig(format="beir", on_missing_doc="drop", max_drop_fraction=0.7))
+    assert [r["id"] for r in conv.splits["test"]] == ["q5"]

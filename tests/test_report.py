@@ -59,10 +59,24 @@ def _evaluation(dev: float, test: float) -> dict:
                 "false_evidence_rate": 0.1,
                 "ece": 0.05,
                 "recall@100": 0.9,
-                "vs_bm25": {"metric": "ndcg@10", "delta": test - 0.55, "ci_low": 0.0123, "ci_high": 0.2, "p_randomization": 0.004},
+                "vs_bm25": {
+                    "metric": "ndcg@10",
+                    "delta": test - 0.55,
+                    "ci_low": 0.0123,
+                    "ci_high": 0.2,
+                    "p_randomization": 0.004,
+                    "p_randomization_holm": 0.012,
+                },
             },
         },
     }
+
+
+def _tune(confirm: float | None, untuned: bool = True, first_stage: bool = True, **best) -> dict:
+    """metrics/tune/<ds>.json: the tuned system on the held-out confirm half, and what it beat there."""
+    out = {"best": best, "best_select_ndcg@10": 0.9, "meets_epsilon_on_confirm": True}  # select: optimistic, never read
+    out.update(beats_untuned_on_confirm=untuned, beats_first_stage_on_confirm=first_stage)
+    return out if confirm is None else {**out, "best_confirm_ndcg@10": confirm}
 
 
 def _data(params: dict, metrics: dict, rev: str) -> dict:
@@ -156,18 +170,22 @@ def test_experiments_tolerates_errors_and_unnamed_revs():
 
 def _records() -> list[dict]:
     show = _show(
-        (_params("bce"), {EVAL: _evaluation(0.50, 0.90)}),
+        (_params("bce"), {EVAL: _evaluation(0.50, 0.90), TUNE: _tune(0.49, untuned=False, first_stage=False)}),
         [
-            # same combination (listnet): exp-dev has the better dev score, exp-test the better test score
-            ("1" * 40, "exp-test", _params("listnet"), {EVAL: _evaluation(0.55, 0.95), TUNE: {"best": {"top_k_rerank": 20}}}),
+            # same combination (listnet): exp-test has the best test score, exp-dev the best full-dev score (which
+            # includes the select half tune fitted on), exp-confirm the best score on the held-out confirm half
+            ("1" * 40, "exp-test", _params("listnet"), {EVAL: _evaluation(0.55, 0.95), TUNE: _tune(0.50, top_k_rerank=20)}),
+            ("2" * 40, "exp-dev", _params("listnet"), {EVAL: _evaluation(0.60, 0.70), TUNE: _tune(0.52, top_k_rerank=5)}),
             (
-                "2" * 40,
-                "exp-dev",
+                "6" * 40,
+                "exp-confirm",
                 _params("listnet"),
-                {EVAL: _evaluation(0.60, 0.70), TUNE: {"best": {"top_k_rerank": 10, "fusion": "none"}}},
+                {EVAL: _evaluation(0.56, 0.72), TUNE: _tune(0.58, first_stage=False, top_k_rerank=10, fusion="none")},
             ),
+            # evaluated, but no confirm-half score: ranks last, however good its full-dev and test numbers
+            ("7" * 40, "exp-no-confirm", _params("listnet"), {EVAL: _evaluation(0.90, 0.99)}),
             # another loss: its own combination
-            ("3" * 40, "exp-ranknet", _params("ranknet"), {EVAL: _evaluation(0.58, 0.65)}),
+            ("3" * 40, "exp-ranknet", _params("ranknet"), {EVAL: _evaluation(0.58, 0.65), TUNE: _tune(0.54)}),
             # no tuned system in its metrics: nothing to rank
             ("4" * 40, "exp-untuned", _params("lambdaloss"), {EVAL: {"bm25": _evaluation(0, 0)["bm25"]}}),
             # no metrics at all (e.g. a failed run)
@@ -179,11 +197,12 @@ def _records() -> list[dict]:
 
 def test_leaderboard_rows_read_the_tuned_system():
     rows = leaderboard_rows(_records())
-    assert [r["experiment"] for r in rows] == ["workspace", "main", "exp-test", "exp-dev", "exp-ranknet"]  # untuned ones skipped
-    row = rows[3]
+    # untuned ones skipped
+    assert [r["experiment"] for r in rows] == ["workspace", "main", "exp-test", "exp-dev", "exp-confirm", "exp-no-confirm", "exp-ranknet"]
+    row = rows[4]
     assert row == {
-        "experiment": "exp-dev",
-        "rev": "2222222",
+        "experiment": "exp-confirm",
+        "rev": "6666666",
         "kind": "experiment",
         "dataset": "scifact_rationales",
         "generator": "bm25",
@@ -192,17 +211,29 @@ def test_leaderboard_rows_read_the_tuned_system():
         "loss": "listnet",
         "negatives": "mixed",
         "epsilon": 0.5,
-        "dev_ndcg@10": 0.60,
-        "test_ndcg@10": 0.70,
+        "dev_confirm_ndcg@10": 0.58,  # from metrics/tune, not evaluate's full-dev 0.56
+        "beats_untuned_on_confirm": True,
+        "beats_first_stage_on_confirm": False,
+        "meets_epsilon_on_confirm": True,
+        "test_ndcg@10": 0.72,
         "test_ci": "[+0.0123, +0.2000]",
         "test_p_vs_first_stage": 0.004,
+        "test_p_holm_vs_first_stage": 0.012,
         "test_false_evidence": 0.1,
         "test_ece": 0.05,
         "test_recall@100": 0.9,
         "first_stage_test_ndcg@10": 0.55,
         "settings": '{"fusion": "none", "top_k_rerank": 10}',
     }
-    assert rows[4]["settings"] == "{}"  # no tune metrics file
+    no_tune = rows[5]  # no tune metrics file: nothing from it
+    assert no_tune["settings"] == "{}"
+    assert [no_tune[k] for k in ("dev_confirm_ndcg@10", "beats_untuned_on_confirm", "beats_first_stage_on_confirm")] == [None] * 3
+
+
+def test_leaderboard_row_from_tune_metrics_alone():
+    """A tuned experiment whose evaluate metrics are missing is still listed, by its confirm-half score."""
+    rows = leaderboard_rows(experiments(_show((_params(), {TUNE: _tune(0.6)}), [])))
+    assert [(r["experiment"], r["dev_confirm_ndcg@10"], r["test_ndcg@10"]) for r in rows] == [("workspace", 0.6, None), ("main", 0.6, None)]
 
 
 def test_leaderboard_follows_the_configured_names():
@@ -221,18 +252,32 @@ def test_leaderboard_follows_the_configured_names():
     assert leaderboard_rows(experiments(_show((_params(), metrics), []))) == []
 
 
-def test_best_per_combination_chooses_by_dev_not_test():
+def test_best_per_combination_chooses_by_the_confirm_half_not_full_dev_or_test():
     board = best_per_combination(leaderboard_rows(_records()))
     by_loss = {r["loss"]: r for r in board}
     assert sorted(by_loss) == ["bce", "listnet", "ranknet"]  # one row per loss; lambdaloss had nothing tuned
     assert len(board) == 3
-    # listnet: exp-dev (dev 0.60, test 0.70) beats exp-test (dev 0.55, test 0.95)
-    assert by_loss["listnet"]["experiment"] == "exp-dev"
-    assert by_loss["listnet"]["test_ndcg@10"] == 0.70
+    # listnet: exp-confirm (full dev 0.56, confirm 0.58, test 0.72) beats exp-dev (full dev 0.60, confirm 0.52),
+    # exp-test (confirm 0.50, test 0.95) and exp-no-confirm (full dev 0.90, test 0.99, no confirm score)
+    assert by_loss["listnet"]["experiment"] == "exp-confirm"
+    assert by_loss["listnet"]["test_ndcg@10"] == 0.72
+    assert (by_loss["listnet"]["beats_untuned_on_confirm"], by_loss["listnet"]["beats_first_stage_on_confirm"]) == (True, False)
     # bce is listed twice (workspace and main, same numbers): the committed revision wins the tie
     assert by_loss["bce"]["experiment"] == "main"
-    # sorted best dev first
-    assert [r["dev_ndcg@10"] for r in board] == [0.60, 0.58, 0.50]
+    assert (by_loss["bce"]["beats_untuned_on_confirm"], by_loss["bce"]["beats_first_stage_on_confirm"]) == (False, False)
+    # sorted best confirm-half score first
+    assert [r["dev_confirm_ndcg@10"] for r in board] == [0.58, 0.54, 0.49]
+    assert [r["experiment"] for r in board] == ["exp-confirm", "exp-ranknet", "main"]
+
+
+def test_best_per_combination_ranks_a_missing_confirm_score_last():
+    rows = [r for r in leaderboard_rows(_records()) if r["loss"] == "listnet"]
+    no_confirm = next(r for r in rows if r["experiment"] == "exp-no-confirm")
+    assert [r["experiment"] for r in best_per_combination([no_confirm])] == ["exp-no-confirm"]  # alone, it is still listed
+    worst = next(r for r in rows if r["experiment"] == "exp-test")
+    assert [r["experiment"] for r in best_per_combination([no_confirm, worst])] == ["exp-test"]
+    other_ds = {**no_confirm, "dataset": "aaa", "experiment": "other-ds"}
+    assert [r["experiment"] for r in best_per_combination([no_confirm, other_ds])] == ["other-ds", "exp-no-confirm"]  # by dataset
 
 
 def test_best_per_combination_separates_every_axis_and_dataset():
@@ -241,21 +286,23 @@ def test_best_per_combination_separates_every_axis_and_dataset():
     for i, (axis, value) in enumerate(
         [(None, None), ("regime", "pairwise"), ("negatives", "hard"), ("reranker", "other"), ("generator", "dense")]
     ):
-        rows.append({**base, "experiment": f"e{i}", "dev_ndcg@10": 0.5 + i / 100, **({axis: value} if axis else {})})
-    rows.append({**base, "experiment": "other-ds", "dataset": "nfcorpus", "dev_ndcg@10": 0.9})
-    rows.append({**base, "experiment": "no-dev", "dev_ndcg@10": None})  # loses to e0 (same combination)
+        rows.append({**base, "experiment": f"e{i}", "dev_confirm_ndcg@10": 0.5 + i / 100, **({axis: value} if axis else {})})
+    rows.append({**base, "experiment": "other-ds", "dataset": "nfcorpus", "dev_confirm_ndcg@10": 0.9})
+    rows.append({**base, "experiment": "no-confirm", "dev_confirm_ndcg@10": None})  # loses to e0 (same combination)
     board = best_per_combination(rows)
-    assert [r["experiment"] for r in board] == ["other-ds", "e4", "e3", "e2", "e1", "e0"]  # by dataset, then best dev first
+    assert [r["experiment"] for r in board] == ["other-ds", "e4", "e3", "e2", "e1", "e0"]  # by dataset, then best confirm first
 
 
 def test_best_per_combination_ties():
-    base = leaderboard_rows(experiments(_show((_params(), {EVAL: _evaluation(0.5, 0.5)}), [])))[0]
+    base = leaderboard_rows(experiments(_show((_params(), {EVAL: _evaluation(0.5, 0.5), TUNE: _tune(0.5)}), [])))[0]
     ws = {**base, "experiment": "workspace", "kind": "workspace"}
     e1 = {**base, "experiment": "exp-1", "kind": "experiment", "rev": "1111111"}
     e2 = {**base, "experiment": "exp-2", "kind": "experiment", "rev": "2222222"}
     assert [r["experiment"] for r in best_per_combination([ws, e1, e2])] == ["exp-1"]  # committed beats workspace, then first listed
     assert [r["experiment"] for r in best_per_combination([e2, ws, e1])] == ["exp-2"]
-    better_ws = {**ws, "dev_ndcg@10": 0.51}
+    missing = [{**r, "dev_confirm_ndcg@10": None} for r in (ws, e2, e1)]  # tied on a missing score: the same rule
+    assert [r["experiment"] for r in best_per_combination(missing)] == ["exp-2"]
+    better_ws = {**ws, "dev_confirm_ndcg@10": 0.51}
     assert [r["experiment"] for r in best_per_combination([e1, better_ws])] == ["workspace"]  # a better workspace still wins
 
 
@@ -267,17 +314,19 @@ def test_write_leaderboard_files_read_back(tmp_path: Path):
     write_leaderboard(board, tmp_path)
     columns = [
         "experiment", "rev", "dataset", "generator", "reranker", "regime", "loss", "negatives", "epsilon",
-        "dev_ndcg@10", "test_ndcg@10", "test_ci", "test_p_vs_first_stage", "test_false_evidence", "test_ece", "test_recall@100",
-        "first_stage_test_ndcg@10", "settings",
+        "dev_confirm_ndcg@10", "beats_untuned_on_confirm", "beats_first_stage_on_confirm", "meets_epsilon_on_confirm",
+        "test_ndcg@10", "test_ci", "test_p_vs_first_stage", "test_p_holm_vs_first_stage", "test_false_evidence", "test_ece",
+        "test_recall@100", "first_stage_test_ndcg@10", "settings",
     ]  # fmt: skip
     with open(tmp_path / "leaderboard.csv", newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         assert reader.fieldnames == columns
         read = list(reader)
-    assert [r["experiment"] for r in read] == ["exp-dev", "exp-ranknet", "main"]
+    assert [r["experiment"] for r in read] == ["exp-confirm", "exp-ranknet", "main"]
     assert read[0]["loss"] == "listnet"
-    assert float(read[0]["dev_ndcg@10"]) == 0.60
-    assert float(read[0]["test_ndcg@10"]) == 0.70
+    assert float(read[0]["dev_confirm_ndcg@10"]) == 0.58
+    assert (read[0]["beats_untuned_on_confirm"], read[0]["beats_first_stage_on_confirm"]) == ("True", "False")
+    assert float(read[0]["test_ndcg@10"]) == 0.72
     assert read[0]["test_ci"] == "[+0.0123, +0.2000]"
     assert json.loads(read[0]["settings"]) == {"fusion": "none", "top_k_rerank": 10}
 
@@ -288,7 +337,8 @@ def test_write_leaderboard_files_read_back(tmp_path: Path):
     assert md[1] == "|" + "---|" * (len(columns) - 1)
     assert len(md) == 2 + len(board)
     assert md[2].startswith(
-        "| exp-dev | 2222222 | scifact_rationales | bm25 | all-MiniLM-L6-v2 | listwise | listnet | mixed | 0.5000 | 0.6000 | 0.7000 |"
+        "| exp-confirm | 6666666 | scifact_rationales | bm25 | all-MiniLM-L6-v2 | listwise | listnet | mixed | 0.5000 | 0.5800 "
+        "| yes | no | yes | 0.7200 |"
     )
 
 
@@ -407,7 +457,8 @@ def test_build_report_outside_a_dvc_repo(tmp_path: Path, monkeypatch):
 
 
 # The stage command: metrics in the shapes evaluate and tune write, and the three TSVs the plots read.
-# Dev nDCG@10 depends on train.loss, so every experiment lands in its own leaderboard row.
+# Dev nDCG@10 depends on train.loss, so every experiment lands in its own leaderboard row; the board is sorted
+# by the confirm-half score, whose order differs from full dev's.
 STAGE = """
 import json, os, yaml
 p = yaml.safe_load(open("params.yaml"))
@@ -424,7 +475,9 @@ ev = {
 for d in ("metrics/evaluate", "metrics/tune", "data/tune/toy", "data/evaluate/toy"):
     os.makedirs(d, exist_ok=True)
 json.dump(ev, open("metrics/evaluate/toy.json", "w"))
-json.dump({"best": {"top_k_rerank": 3, "loss_seen": loss}}, open("metrics/tune/toy.json", "w"))
+confirm = {"bce": 0.48, "listnet": 0.52, "ranknet": 0.57}[loss]  # the confirm half orders them unlike full dev
+json.dump({"best": {"top_k_rerank": 3, "loss_seen": loss}, "best_confirm_ndcg@10": confirm, "meets_epsilon_on_confirm": True,
+           "beats_untuned_on_confirm": loss != "bce", "beats_first_stage_on_confirm": True}, open("metrics/tune/toy.json", "w"))
 open("data/tune/toy/topk.tsv", "w").write(TOPK)
 open("data/tune/toy/trials.tsv", "w").write(TRIALS)
 open("data/evaluate/toy/reliability.tsv", "w").write(RELIABILITY)
@@ -481,7 +534,10 @@ def test_build_report_end_to_end(tmp_path: Path, monkeypatch):
     with open(out / "leaderboard.csv", newline="", encoding="utf-8") as fh:
         board = list(csv.DictReader(fh))
     assert sorted(r["loss"] for r in board) == ["bce", "listnet", "ranknet"]
-    assert [(r["loss"], float(r["dev_ndcg@10"])) for r in board] == [("listnet", 0.60), ("ranknet", 0.55), ("bce", 0.50)]
+    assert [(r["loss"], float(r["dev_confirm_ndcg@10"])) for r in board] == [("ranknet", 0.57), ("listnet", 0.52), ("bce", 0.48)]
+    assert [r["beats_untuned_on_confirm"] for r in board] == ["True", "True", "False"]
     # the workspace repeats exp-ranknet's numbers: the leaderboard names the experiment, not the workspace
-    assert [r["experiment"] for r in board] == ["exp-listnet", "exp-ranknet", "main"]
-    assert json.loads(board[0]["settings"]) == {"top_k_rerank": 3, "loss_seen": "listnet"}
+    assert [r["experiment"] for r in board] == ["exp-ranknet", "exp-listnet", "main"]
+    assert json.loads(board[1]["settings"]) == {"top_k_rerank": 3, "loss_seen": "listnet"}
+    assert "(chosen on the held-out confirm half of dev)" in md
+    assert md.index("| exp-ranknet | ") < md.index("| exp-listnet | ") < md.index("## Every experiment")  # report.md's board, same order

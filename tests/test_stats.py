@@ -1,4 +1,5 @@
-"""stats: paired bootstrap and randomization test -- hand-worked cases, scipy cross-checks, seeds, error paths."""
+"""stats: paired bootstrap, randomization test and Holm adjustment -- hand-worked cases, scipy / statsmodels cross-checks,
+seeds, error paths."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import math
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
+from statsmodels.stats.multitest import multipletests
 
 from rerank_lab.errors import ConfigError, InputError
-from rerank_lab.stats import paired_bootstrap, randomization_test
+from rerank_lab.stats import holm, paired_bootstrap, randomization_test
 
 # Eight queries, values on a 1/8 grid so every difference and mean is exact in binary floating point.
 SMALL_A = {f"q{i}": v for i, v in enumerate([0.25, 0.5, 0.125, 0.75, 0.375, 0.625, 0.0, 0.875])}
@@ -152,6 +154,60 @@ def test_bootstrap_p_value_floor_and_null():
     assert paired_bootstrap(a, b, n_resamples=999)["p_value"] == 1 / 1000  # +1 correction: never 0
     same = paired_bootstrap(SMALL_A, dict(SMALL_A), n_resamples=500)
     assert (same["mean_difference"], same["ci_low"], same["ci_high"], same["p_value"]) == (0.0, 0.0, 0.0, 1.0)
+
+
+# --- Holm-Bonferroni ------------------------------------------------------------------------------
+
+
+def _step_down_rejects(p: list[float], alpha: float) -> set[int]:
+    """Holm's procedure as written in the paper: walk the sorted p-values, reject while p_(j) <= alpha / (m - j + 1)."""
+    rejected: set[int] = set()
+    for j, i in enumerate(sorted(range(len(p)), key=lambda i: p[i])):
+        if p[i] > alpha / (len(p) - j):
+            break
+        rejected.add(i)
+    return rejected
+
+
+def test_holm_hand_worked():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02], abs=1e-15)
+    # capped at 1; a single test is left alone; ties share one value
+    assert holm([0.5, 0.6]) == [1.0, 1.0]
+    assert holm([0.3]) == [0.3]
+    assert holm([0.02, 0.02, 0.5]) == pytest.approx([0.06, 0.06, 0.5], abs=1e-15)
+    assert holm([]) == []
+
+
+def test_holm_matches_statsmodels_and_the_step_down_procedure():
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 3, 7, 20, 50):
+        for _ in range(4):
+            # a mix of small and null-like p-values, with some ties (rounded) and exact 0s and 1s
+            p = np.concatenate([rng.uniform(0, 0.05, m // 2), rng.uniform(0, 1, m - m // 2)]).round(3).tolist()
+            if m > 3:
+                p[0], p[1] = 0.0, 1.0
+            adjusted = holm(p)
+            assert adjusted == pytest.approx(multipletests(p, method="holm")[1].tolist(), abs=1e-15)
+            assert all(a >= raw for a, raw in zip(adjusted, p)) and all(0.0 <= a <= 1.0 for a in adjusted)
+            for alpha in (0.01, 0.05, 0.1, 0.2):
+                assert {i for i, a in enumerate(adjusted) if a <= alpha} == _step_down_rejects(p, alpha)
+
+
+def test_holm_is_order_free():
+    p = [0.04, 0.001, 0.2, 0.04, 0.013]
+    adjusted = holm(p)
+    # sorted 0.001, 0.013, 0.04, 0.04, 0.2 -> x5, x4, x3, x2, x1 = 0.005, 0.052, 0.12, 0.08, 0.2 -> running max: the tie shares 0.12
+    assert adjusted == pytest.approx([0.12, 0.005, 0.2, 0.12, 0.052], abs=1e-15)
+    for perm in itertools.permutations(range(5)):
+        assert holm([p[i] for i in perm]) == [adjusted[i] for i in perm]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -0.1, 1.5, "0.5", None, True])
+def test_holm_refuses_non_p_values(bad):
+    with pytest.raises(InputError, match=r"p-value .* at position 1 is not a number in \[0, 1\]") as exc:
+        holm([0.5, bad])
+    assert exc.value.record == "p-value 1"
 
 
 # --- error paths ---------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""train: every loss trains the real MiniLM through train(), R0 keeps the base, R4 switches loss,
-R5 distils toward the teacher, an interrupted run resumes, bad settings fail clearly, and the
-examples each loss format trains on are laid out as worked out by hand."""
+"""train: R0 keeps the base, R4 switches loss, R5 distils toward the teacher, an interrupted run
+resumes, bad settings fail clearly, the examples each loss format trains on are laid out as worked
+out by hand (graded gains for list losses), rows dropped for want of a positive are capped, and the
+dev metrics match an independent computation. That every loss learns in the right direction is
+tests/losses/test_direction.py."""
 
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
@@ -19,13 +20,12 @@ from scipy.stats import spearmanr
 from sentence_transformers import CrossEncoder
 
 from rerank_lab.errors import ConfigError, InputError
+from rerank_lab.evaluate import mean, per_query
 from rerank_lab.losses import LOSSES
 from rerank_lab.schema import to_dataset
 from rerank_lab.train import REGIMES, TrainConfig, _last_checkpoint, build_examples, dev_samples, train, write_plots
 
 ROOT = Path(__file__).resolve().parents[1]
-ENCODER_WEIGHT = "0.model.bert.encoder.layer.0.attention.self.query.weight"
-HEAD_WEIGHT = "0.model.classifier.weight"
 
 
 def _row(rid: str, query: str, texts: list[str], labels: list[int], teacher: list[float] | None = None) -> dict:
@@ -50,8 +50,11 @@ def _dd(rows: list[dict], validation: list[dict] | None = None) -> datasets.Data
 
 
 def _cfg(**overrides) -> TrainConfig:
-    """Tiny settings: 32 tokens, lists of 3, batches of 2, a log line per step, no mid-run checkpoints."""
-    base = dict(batch_size=2, list_size=3, max_length=32, logging_steps=1, save_steps=1000, warmup_ratio=0.0, max_dev_queries=2)
+    """Tiny settings: 32 tokens, lists of 3, batches of 2, a log line per step, no mid-run checkpoints;
+    binary gains, since these rows come without qrels (graded gains have their own tests)."""
+    base = dict(
+        batch_size=2, list_size=3, max_length=32, logging_steps=1, save_steps=1000, warmup_ratio=0.0, max_dev_queries=2, gains="binary"
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -105,10 +108,6 @@ LOSS_REGIME = {
     "mse": "distillation",
     "margin_mse": "distillation",
 }
-# TINY laid out per format: pair formats give 2 x (1 + 2) = 6 examples, list/group formats one
-# per positive = 2; batches of 2 -> 3 and 1 steps.
-EXAMPLES = {"pairs": 6, "classes": 6, "teacher-pairs": 6, "lists": 2, "groups": 2, "teacher-groups": 2}
-STEPS = {"pairs": 3, "classes": 3, "teacher-pairs": 3, "lists": 1, "groups": 1, "teacher-groups": 1}
 
 
 def test_every_loss_has_a_regime_and_every_regime_loss_exists():
@@ -118,50 +117,43 @@ def test_every_loss_has_a_regime_and_every_regime_loss_exists():
         assert loss in REGIMES[regime]
 
 
-# --- every loss trains -----------------------------------------------------------------------
+# --- dev metrics -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("loss", sorted(LOSSES))
-def test_every_loss_trains_the_real_model(loss, tmp_path, seeded_base_cross_encoder):
-    spec = LOSSES[loss]
-    cfg = _cfg(regime=LOSS_REGIME[loss], loss=loss, teacher="t" if spec.format.startswith("teacher") else None)
-    metrics, history = train(cfg, _dd(TINY), tmp_path / "model", tmp_path / "ckpt")
-
-    assert metrics["train_examples"] == EXAMPLES[spec.format]
-    assert metrics["steps"] == STEPS[spec.format] > 0
-    assert metrics["resumed"] == 0
-    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    assert [step for step, _ in losses] == list(range(1, STEPS[spec.format] + 1))
-    assert all(math.isfinite(value) for _, value in losses)
-    assert list((tmp_path / "ckpt").iterdir()) == []  # finished: no checkpoint left to resume
-
-    trained = CrossEncoder(str(tmp_path / "model"), device="cpu")
-    assert trained.num_labels == spec.num_labels
-    new = dict(trained.named_parameters())
-    old = dict(seeded_base_cross_encoder.named_parameters())
-    assert new[ENCODER_WEIGHT].shape == old[ENCODER_WEIGHT].shape
-    assert not torch.equal(new[ENCODER_WEIGHT], old[ENCODER_WEIGHT])
-    if spec.num_labels == 1:  # same seed -> same fresh head to start from; training moved it
-        assert not torch.equal(new[HEAD_WEIGHT], old[HEAD_WEIGHT])
-        before = seeded_base_cross_encoder.predict(PAIRS[:1], show_progress_bar=False)
-        after = trained.predict(PAIRS[:1], show_progress_bar=False)
-        assert not np.allclose(before, after)
-    else:  # ce: a two-class head
-        assert trained.predict(PAIRS[:1], show_progress_bar=False).shape == (1, 2)
-    saved = json.loads((tmp_path / "model" / "rerank_lab_train.json").read_text())
-    assert saved["config"]["loss"] == loss
-    assert saved["metrics"]["steps"] == STEPS[spec.format]
+# Validation rows for the dev metrics: one positive among 3, two among 4, one among 4
+VALIDATION = [
+    _row("v1", "where do owls hunt", ["Owls hunt in forests at night.", "Tea is hot.", "Glaciers are cold."], [1, 0, 0]),
+    _row(
+        "v2",
+        "how do plants make food",
+        ["Chess has rules.", "Plants make food by photosynthesis.", "Leaves turn light into sugar.", "Trains run on rails."],
+        [0, 1, 1, 0],
+    ),
+    _row("v3", "why is the sky blue", ["Bread needs flour.", "Cats sleep.", "Blue light scatters in air.", "Ice melts."], [0, 0, 1, 0]),
+]
 
 
-def test_validation_split_gives_dev_metrics(tmp_path):
-    # q1 and q2 train; the validation query v1 has a positive and two negatives -> one dev sample
-    val = [_row("v1", "where do owls hunt", ["Owls hunt in forests at night.", "Tea is hot.", "Glaciers are cold."], [1, 0, 0])]
-    metrics, history = train(_cfg(regime="binary", loss="bce"), _dd(TINY, val), tmp_path / "model", tmp_path / "ckpt")
-    assert {"dev_ndcg@10", "dev_mrr@10", "dev_map"} <= set(metrics)
-    assert 0.0 < metrics["dev_mrr@10"] <= 1.0  # one positive among 3 -> 1, 1/2 or 1/3
-    assert metrics["dev_mrr@10"] in (1.0, 0.5, round(1 / 3, 6))
+@pytest.mark.parametrize("loss", ["bce", "ce"])  # ce: a 2-class head, ranked by class 1 minus class 0
+def test_dev_metrics_match_an_independent_computation(loss, tmp_path):
+    cfg = _cfg(regime="binary", loss=loss, max_dev_queries=3)
+    metrics, history = train(cfg, _dd(TINY, VALIDATION), tmp_path / "model", tmp_path / "ckpt")
+    dev = {k: v for k, v in metrics.items() if k.startswith("dev")}
+    assert set(dev) == {"dev_mined_ndcg@10", "dev_mined_mrr@10", "dev_mined_map"}  # named for what they rerank
+    # the same numbers from trec_eval (the evaluate stage's code) on the saved model's scores of
+    # each validation row's own texts
+    model = CrossEncoder(str(tmp_path / "model"), device="cpu")
+    run = {}
+    for r in VALIDATION:
+        scores = model.predict([(r["query"], t) for t in r["texts"]], show_progress_bar=False)
+        scores = scores[:, 1] - scores[:, 0] if scores.ndim == 2 else scores
+        run[r["id"]] = {d: float(s) for d, s in zip(r["text_ids"], scores)}
+    qrels = {r["id"]: {d: 1 for d, label in zip(r["text_ids"], r["labels"]) if label} for r in VALIDATION}
+    expected = mean(per_query(run, qrels, ("ndcg@10", "mrr@10", "map@10")), ("ndcg@10", "mrr@10", "map@10"))
+    assert dev["dev_mined_ndcg@10"] == pytest.approx(expected["ndcg@10"], abs=2e-6)
+    assert dev["dev_mined_mrr@10"] == pytest.approx(expected["mrr@10"], abs=2e-6)
+    assert dev["dev_mined_map"] == pytest.approx(expected["map@10"], abs=2e-6)  # <= 10 texts: AP = AP@10
     # eval_steps = max(logging_steps 1, 3 steps // 2) = 1: a dev evaluation after every step
-    assert [h["step"] for h in history if "eval_dev_ndcg@10" in h] == [1, 2, 3]
+    assert [h["step"] for h in history if "eval_dev_mined_ndcg@10" in h] == [1, 2, 3]
 
 
 # --- R0 ----------------------------------------------------------------------------------------
@@ -620,9 +612,51 @@ def test_write_plots(tmp_path):
     history = [
         {"step": 1, "loss": 0.7},
         {"step": 2, "loss": 0.5},
-        {"step": 2, "eval_dev_ndcg@10": 0.8, "eval_dev_map": 0.6},
+        {"step": 2, "eval_dev_mined_ndcg@10": 0.8, "eval_dev_mined_map": 0.6, "eval_dev_mined_base_map": 1.0},
         {"step": 2, "train_runtime": 1.0},
     ]
     write_plots(history, tmp_path / "plots")
     assert (tmp_path / "plots" / "loss.tsv").read_text() == "step\tloss\n1\t0.7\n2\t0.5\n"
-    assert (tmp_path / "plots" / "dev.tsv").read_text() == "step\tmap\tndcg@10\n2\t0.6\t0.8\n"
+    # columns named as in the metrics JSON; "base" (the input order) is left out
+    assert (tmp_path / "plots" / "dev.tsv").read_text() == "step\tdev_mined_map\tdev_mined_ndcg@10\n2\t0.6\t0.8\n"
+
+
+# --- rows dropped for want of a positive ---------------------------------------------------------
+
+
+def _nopos(rid: str) -> dict:
+    return _row(rid, f"unanswered {rid}", [f"{rid} one", f"{rid} two", f"{rid} three"], [0, 0, 0], [0.0, 0.0, 0.0])
+
+
+def test_skipping_more_rows_than_max_drop_fraction_stops():
+    rows = TINY[:1] + [_nopos("n1"), _nopos("n2")]  # 2 of 3 rows without a positive: 66.7% > 50%
+    expected = (
+        r"^dataset \(train split\): train would drop 2 of 3 train rows \(66\.7%\), more than train\.max_drop_fraction = 0\.5 "
+        r"\(fix: these rows have no positive text: .*, or raise train\.max_drop_fraction\)$"
+    )
+    with pytest.raises(ConfigError, match=expected):
+        build_examples(to_dataset(rows), "lists", _cfg(no_positive="skip"), path="dataset (train split)")
+    with pytest.raises(ConfigError, match=r"would drop 2 of 3 train rows"):
+        build_examples(to_dataset(rows), "groups", _cfg(no_positive="skip"))
+    # a higher limit lets them go
+    assert build_examples(to_dataset(rows), "lists", _cfg(no_positive="skip", max_drop_fraction=0.7))["query"] == ["how do cats purr"]
+
+
+def test_skipping_up_to_max_drop_fraction_goes_on():
+    rows = TINY + [_nopos("n1"), _nopos("n2")]  # 2 of 4: exactly the limit
+    assert build_examples(to_dataset(rows), "lists", _cfg(no_positive="skip"))["query"] == ["how do cats purr", "why do volcanoes erupt"]
+    # pointwise formats keep all-negative rows: nothing is dropped, whatever the share
+    # (3 pairs from the first row, 2 from each all-negative row: list_size 3 keeps 2 of its 3 negatives)
+    assert len(build_examples(to_dataset(TINY[:1] + [_nopos("n1"), _nopos("n2")]), "pairs", _cfg(no_positive="skip"))) == 7
+
+
+def test_max_queries_is_not_a_drop():
+    # 1 of 4 rows skipped (25%); max_queries then keeps 1 of the 3 left, which the guard does not count
+    rows = FOUR[:3] + [_nopos("n1")]
+    assert build_examples(to_dataset(rows), "lists", _cfg(no_positive="skip", max_queries=1))["query"] == ["how do cats purr"]
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5])
+def test_max_drop_fraction_must_be_a_share(fraction):
+    with pytest.raises(ConfigError, match=rf"max_drop_fraction must be in \[0, 1\], got {fraction}"):
+        TrainConfig(max_drop_fraction=fraction)

@@ -65,7 +65,7 @@ HAS_EVIDENCE = {q for q, docs in QRELS.items() if any(g > 0 for g in docs.values
 NO_EVIDENCE = sorted(set(IDS) - HAS_EVIDENCE)
 
 
-def _tune(cfg: TuneConfig, url: str, fingerprint: str = "fp", ids: list[str] = IDS, cands=CANDS):
+def _tune(cfg: TuneConfig, url: str | None = None, fingerprint: str = "fp", ids: list[str] = IDS, cands=CANDS):
     return tune(cfg, cands, QRELS, ids, url, fingerprint, DEPTH)
 
 
@@ -352,17 +352,46 @@ def test_best_meets_the_false_evidence_constraint(tmp_path, epsilon):
     assert result.topk[result.best.top_k_rerank - 1]["select_ndcg@10"] == pytest.approx(ndcg, abs=1e-12)
 
 
-def test_rerun_continues_the_same_study(tmp_path):
+def test_the_confirm_half_reports_against_the_untuned_reranker_and_the_first_stage():
+    """The choice is judged on the held-out half against both references, separately."""
+    import pytrec_eval
+
+    cfg = TuneConfig(n_trials=20, epsilon=1.0)
+    summary = _tune(cfg).summary
+    _, conf = select_confirm(IDS, HAS_EVIDENCE, cfg.confirm_fraction, cfg.seed)
+    judged = {q: QRELS[q] for q in conf if q in HAS_EVIDENCE}
+    # the first stage alone, computed independently: its own order, trec_eval's nDCG@10
+    run = {q: dict(zip(CANDS[q].docs, CANDS[q].first_stage.tolist())) for q in judged}
+    values = pytrec_eval.RelevanceEvaluator(judged, {"ndcg_cut.10"}).evaluate(run)
+    assert summary["first_stage_confirm_ndcg@10"] == round(sum(v["ndcg_cut_10"] for v in values.values()) / len(judged), 6)
+    assert summary["first_stage_confirm_false_evidence"] == 1.0  # it answers every no-evidence query
+    assert summary["beats_first_stage_on_confirm"] == (summary["best_confirm_ndcg@10"] > summary["first_stage_confirm_ndcg@10"])
+    assert summary["beats_untuned_on_confirm"] == (summary["best_confirm_ndcg@10"] > summary["default_confirm_ndcg@10"])
+    assert summary["meets_epsilon_on_confirm"] is True and "confirmed" not in summary
+    # this world's first stage does not know where the relevant doc is; the reranker does
+    assert summary["first_stage_confirm_ndcg@10"] < summary["default_confirm_ndcg@10"]
+
+
+def test_the_default_study_is_fresh_and_reproducible():
+    """No storage: each run is a new seeded in-memory study -- same inputs, same everything."""
+    cfg = TuneConfig(n_trials=12)
+    first, second = _tune(cfg), _tune(cfg)
+    assert first.summary == second.summary and first.trials == second.trials and first.topk == second.topk
+    assert first.summary["trials"] == first.summary["trials_this_run"] == 12
+    assert _tune(TuneConfig(n_trials=12, seed=7)).trials != first.trials  # the seed matters
+
+
+def test_a_shared_study_fills_up_to_n_trials(tmp_path):
+    """With a storage URL (opt-in, for several workers) n_trials is the study's total."""
     url, cfg = f"sqlite:///{tmp_path}/s.db", TuneConfig(n_trials=8)
     first = _tune(cfg, url).summary
-    second = _tune(cfg, url).summary
-    third = _tune(cfg, url).summary
-    assert [s["trials"] for s in (first, second, third)] == [8, 16, 24]
-    assert [s["trials_this_run"] for s in (first, second, third)] == [8, 8, 8]
-    assert first["study"] == second["study"] == third["study"] == study_name(cfg, "fp")
-    assert first["best_select_ndcg@10"] <= second["best_select_ndcg@10"] <= third["best_select_ndcg@10"]
-    assert len(optuna.get_all_study_summaries(open_storage(url))) == 1
-    # the resumed runs do not replay the first run's draws
+    again = _tune(cfg, url).summary  # nothing missing: no new trials, the same choice
+    more = _tune(TuneConfig(n_trials=20), url).summary  # "more trials" is a params change
+    assert [s["trials"] for s in (first, again, more)] == [8, 8, 20]
+    assert [s["trials_this_run"] for s in (first, again, more)] == [8, 0, 12]
+    assert first["study"] == again["study"] == more["study"] == study_name(cfg, "fp")
+    assert again["best"] == first["best"] and more["best_select_ndcg@10"] >= first["best_select_ndcg@10"]
+    # the resumed run does not replay the first run's draws
     trials = optuna.load_study(study_name=first["study"], storage=open_storage(url)).trials
     assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)
     # other inputs (fingerprint) or another search space: a separate study beside it
@@ -372,6 +401,29 @@ def test_rerun_continues_the_same_study(tmp_path):
     assert study_name(TuneConfig(n_trials=99), "fp") == first["study"]  # n_trials is not part of the search
     assert study_name(TuneConfig(study_name="mine"), "fp") == "mine"
     assert len(optuna.get_all_study_summaries(open_storage(url))) == 2
+
+
+def test_the_study_name_covers_the_objective_s_code(tmp_path):
+    """A scratch copy of the package whose evaluate.py (the objective's nDCG) changed gives another
+    study name for the same inputs, so a shared study is never continued by other code."""
+    import shutil
+    import subprocess
+    import sys
+
+    import rerank_lab
+
+    src = Path(rerank_lab.__file__).parent
+    shutil.copytree(src, tmp_path / "a" / "rerank_lab")
+    shutil.copytree(src, tmp_path / "b" / "rerank_lab")
+    with open(tmp_path / "b" / "rerank_lab" / "evaluate.py", "a") as fh:
+        fh.write("\n# a change to the objective's code\n")
+    code = "from rerank_lab.tune import TuneConfig, study_name; print(study_name(TuneConfig(), 'fp'))"
+    env = {d: {"PYTHONPATH": str(tmp_path / d)} for d in ("a", "b")}
+    names = [
+        subprocess.run([sys.executable, "-c", code], env=env[d], capture_output=True, text=True, check=True).stdout for d in ("a", "b")
+    ]
+    assert names[0] == study_name(TuneConfig(), "fp") + "\n"  # the copy is this code
+    assert names[1] != names[0]
 
 
 def test_same_seed_fresh_storages_reproduce(tmp_path):
@@ -387,10 +439,11 @@ def test_same_seed_fresh_storages_reproduce(tmp_path):
 def test_first_trial_is_the_untuned_default(tmp_path):
     url, cfg = f"journal:{tmp_path}/j.log", TuneConfig(n_trials=10)
     result = _tune(cfg, url)
-    assert result.default == Settings(top_k_retriever=10, top_k_rerank=10)
+    # the score stage's own run: the whole first-stage pool, its head reranked, never abstaining
+    assert result.default == Settings(top_k_retriever=DEPTH, top_k_rerank=10)
     first = optuna.load_study(study_name=result.summary["study"], storage=open_storage(url)).trials[0]
     assert first.params == {
-        "top_k_retriever": 10,
+        "top_k_retriever": DEPTH,
         "top_k_rerank": 10,
         "fusion": "none",
         "calibration": "sigmoid",
@@ -399,13 +452,13 @@ def test_first_trial_is_the_untuned_default(tmp_path):
     }
     assert Settings.from_params(first.params) == result.default
     probs = calibrated(CANDS, {"sigmoid": sigmoid})
-    ndcg, fer = score(CANDS, probs, Settings(top_k_retriever=10, top_k_rerank=10), _select(cfg))
+    ndcg, fer = score(CANDS, probs, Settings(top_k_retriever=DEPTH, top_k_rerank=10), _select(cfg))
     assert result.summary["default_select_ndcg@10"] == round(ndcg, 6)
     assert result.summary["default_select_false_evidence"] == fer == 1.0
     assert first.value == pytest.approx(ndcg, abs=1e-12)
     assert 0.5 < ndcg < 1.0  # the reranker finds most relevant docs, not all of them first
-    # the default is enqueued once: a rerun does not add it again
-    _tune(cfg, url)
+    # the default is enqueued once: adding trials to the shared study does not add it again
+    _tune(TuneConfig(n_trials=15), url)
     trials = optuna.load_study(study_name=result.summary["study"], storage=open_storage(url)).trials
     assert [t.number for t in trials if t.params.get("threshold") == 0.0] == [0]
 
@@ -430,6 +483,7 @@ def _stage_inputs(root: Path) -> dict[str, dict[str, QueryCandidates]]:
 
     from rerank_lab.io.datasets import save_dataset
     from rerank_lab.io.qrels import write_qrels
+    from rerank_lab.io.scores import write_scores
     from rerank_lab.io.trec import write_run
     from rerank_lab.schema import to_dataset
 
@@ -447,8 +501,9 @@ def _stage_inputs(root: Path) -> dict[str, dict[str, QueryCandidates]]:
         write_run(
             {q: dict(zip(c.docs, c.first_stage.tolist())) for q, c in cands.items()}, root / "runs" / "bm25" / f"{split}.trec", tag="bm25"
         )
-        reranked = {q: dict(zip(c.docs, c.reranker.tolist())) for q, c in cands.items()}
-        write_run(reranked, root / "scored" / "bm25+minilm" / f"{split}.trec", tag="bm25+minilm")
+    # the score stage's table: raw reranker scores of each query's first-stage head
+    write_scores({("bm25", s): {q: dict(zip(c.docs, c.reranker.tolist())) for q, c in cands.items()} for s, cands in splits.items()},
+                 root / "scored" / "scores.tsv")  # fmt: skip
     write_qrels(QRELS, root / "qrels" / "validation.tsv")
     return splits
 
@@ -458,9 +513,9 @@ def test_tune_stage_end_to_end(tmp_path):
     from rerank_lab.tune import tune_stage
 
     splits = _stage_inputs(tmp_path)
-    cfg, url = TuneConfig(n_trials=10), f"journal:{tmp_path}/optuna.log"
+    cfg = TuneConfig(n_trials=10)
 
-    def stage(out: str) -> dict:
+    def stage(out: str, url: str | None = None) -> dict:
         return tune_stage(
             cfg, "minilm", tmp_path / "dataset", tmp_path / "qrels", tmp_path / "runs", tmp_path / "scored", url, tmp_path / out
         )
@@ -495,9 +550,15 @@ def test_tune_stage_end_to_end(tmp_path):
         assert {q: _order(docs) for q, docs in run.items()} == {
             q: _order(a) for q in cands if (a := answer(cands[q], np.array(probs[q]), best, answerable.get(q)))
         }
-    # a rerun with the same inputs continues the study; new qrels are new inputs: a new study
-    assert stage("out2")["trials"] == 20
+    # a rerun with the same inputs gives the same bytes: the study is no state outside the inputs
+    assert stage("out2") == summary
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "out2") for p in (tmp_path / "out2").rglob("*") if p.is_file())
+    assert all((out / f).read_bytes() == (tmp_path / "out2" / f).read_bytes() for f in files)
+    # new qrels are new inputs: another study; a shared storage is filled up to n_trials, not past it
     qrels = tmp_path / "qrels" / "validation.tsv"
     qrels.write_text(qrels.read_text() + "q00\tq00-d05\t0\n")
-    again = stage("out3")
+    url = f"journal:{tmp_path}/optuna.log"
+    again = stage("out3", url)
     assert again["trials"] == 10 and again["study"] != summary["study"]
+    assert stage("out4", url)["trials"] == 10

@@ -67,8 +67,13 @@ class ConvertConfig:
     test_max: int = 5000
     on_missing_doc: str = "error"  # or "drop": qrels naming a doc the corpus lacks (ArguAna has 5)
     teacher_name: str = "source"  # hardneg: the teacher_scores.<name> column for pos/neg scores
+    # read by retrieve, not convert: drop the hit whose doc id is the query id (pyserini's --remove-query)
+    remove_query: bool = False
+    max_drop_fraction: float = 0.5  # a split losing more than this share of its judged queries (on_missing_doc: drop) stops
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.max_drop_fraction <= 1.0:
+            raise ConfigError(f"convert max_drop_fraction must be in [0, 1], got {self.max_drop_fraction}", fix="e.g. 0.5")
         for name in ("validation_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"convert {name} must be in [0, 1), got {getattr(self, name)}", fix="use a fraction such as 0.01")
@@ -78,17 +83,23 @@ class ConvertConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DedupConfig:
-    """``dedup``: drop rows with a passage seen more than ``max_duplicates`` other times."""
+    """``dedup``: drop rows with a passage seen more than ``max_duplicates`` other times in their
+    split, for datasets of the source ``formats`` whose texts were mined (see rerank_lab.dedup)."""
 
     max_duplicates: int | None = 0
     splits: tuple[str, ...] = ("train",)
+    formats: tuple[str, ...] = ("triplets", "hardneg")
+    max_drop_fraction: float = 0.5  # a split losing more than this share of its rows stops the stage
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "splits", tuple(self.splits))
+        object.__setattr__(self, "formats", tuple(self.formats))
         if self.max_duplicates is not None and self.max_duplicates < 0:
             raise ConfigError(
                 f"dedup max_duplicates must be >= 0 or null, got {self.max_duplicates}", fix="use 0 (Open Provence) or null to keep all"
             )
+        if not 0.0 <= self.max_drop_fraction <= 1.0:
+            raise ConfigError(f"dedup.max_drop_fraction must be in [0, 1], got {self.max_drop_fraction}", fix="e.g. 0.5")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,8 +16,8 @@ format                    input
 ========================  ===================================================================
 
 Every text's first span is its title (when it has one), then its sentences. Missing splits are
-carved from train by query with a seed (Open Provence: 1%, at most 5,000; SciFact's dev split is
-set larger in params), never from test.
+carved from train by group of queries sharing a judged document, with a seed (Open Provence: 1%, at
+most 5,000; SciFact's dev split is set larger in params), never from test.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import random
 from collections.abc import Callable
 from pathlib import Path
 
 import datasets
 
 from rerank_lab.config import ConvertConfig
+from rerank_lab.drops import check_drop
 from rerank_lab.errors import InputError, unknown_name
 from rerank_lab.io.atomic import atomic_dir, write_text
 from rerank_lab.io.datasets import save_corpus, save_dataset
@@ -39,6 +39,7 @@ from rerank_lab.io.qrels import Qrels, read_qrels, write_qrels
 from rerank_lab.io.text import read_jsonl, read_lines
 from rerank_lab.schema import Document, Example, passage_text, text_hash, to_corpus, to_dataset
 from rerank_lab.sentences import sentence_spans
+from rerank_lab.splits import carve_split, sharing_with
 
 BEIR_SPLIT_NAMES = {"train": "train", "dev": "validation", "validation": "validation", "test": "test"}
 
@@ -92,23 +93,9 @@ def _find(folder: Path, stem: str) -> Path:
     raise InputError(f"missing {stem}[.gz]", path=folder, fix=f"put {stem} (or {stem}.gz) in the folder")
 
 
-def carve_split(ids: list[str], fraction: float, maximum: int, seed: int) -> set[str]:
-    """A seeded sample of ``fraction`` of ``ids`` (at least 1, at most ``maximum``).
-
-    >>> ids = [f"q{i}" for i in range(10)]
-    >>> carve_split(ids, 0.2, 5000, seed=1) == carve_split(list(reversed(ids)), 0.2, 5000, seed=1)
-    True
-    >>> len(carve_split([f"q{i}" for i in range(1000)], 0.01, 5000, seed=0))
-    10
-    """
-    if fraction <= 0 or len(ids) < 2:
-        return set()
-    n = min(maximum, max(1, round(fraction * len(ids))), len(ids) - 1)
-    return set(random.Random(seed).sample(sorted(ids), n))
-
-
-def _carve_missing(splits: dict[str, list[Example]], cfg: ConvertConfig) -> dict[str, list[Example]]:
-    """Fill missing validation/test splits from train, by query, seeded."""
+def _carve_missing(splits: dict[str, list[Example]], qrels: Qrels, cfg: ConvertConfig) -> dict[str, list[Example]]:
+    """Fill missing validation/test splits from train, by group of queries sharing a judged
+    document (:mod:`rerank_lab.splits`), seeded."""
     train = splits.get("train", [])
     for name, fraction, maximum, salt in (
         ("validation", cfg.validation_fraction, cfg.validation_max, 1),
@@ -116,7 +103,7 @@ def _carve_missing(splits: dict[str, list[Example]], cfg: ConvertConfig) -> dict
     ):
         if splits.get(name) or not train:
             continue
-        chosen = carve_split([r["id"] for r in train], fraction, maximum, cfg.seed * 1000 + salt)
+        chosen = carve_split([r["id"] for r in train], fraction, maximum, cfg.seed * 1000 + salt, qrels)
         splits[name] = [r for r in train if r["id"] in chosen]
         train = [r for r in train if r["id"] not in chosen]
     splits["train"] = train
@@ -209,8 +196,18 @@ def convert_beir(folder: Path, cfg: ConvertConfig) -> Converted:
                 continue
             order = sorted(judged, key=lambda d: (-judged[d], d))
             rows.append(_row(qid, queries[qid], [corpus[d] for d in order], [int(judged[d] > 0) for d in order]))
+        check_drop(
+            len(qrels),
+            len(rows),
+            cfg.max_drop_fraction,
+            stage="convert",
+            split=split,
+            key="convert.sources.<dataset>.max_drop_fraction",
+            fix="check that the corpus is the one released with these qrels",
+            path=str(qfile),
+        )
         splits[split] = sorted(rows, key=lambda r: r["id"])
-    splits = _carve_missing(splits, cfg)
+    splits = _carve_missing(splits, all_qrels, cfg)
     return Converted(splits, list(corpus.values()), _split_qrels(all_qrels, splits), {"qrels_docs_dropped": dropped})
 
 
@@ -294,7 +291,7 @@ class _Grouper:
                 row[f"teacher_scores.{teacher}"] = [float(entry["scores"][d]) for d in dids]
             rows.append(row)
             qrels[qid] = {d: 1 for d in dids if entry["texts"][d]}
-        splits = _carve_missing({"train": rows}, cfg)
+        splits = _carve_missing({"train": rows}, qrels, cfg)
         return Converted(splits, [self.docs[d] for d in sorted(self.docs)], _split_qrels(qrels, splits))
 
 
@@ -433,7 +430,7 @@ def convert_scifact_rationales(folder: Path, cfg: ConvertConfig) -> Converted:
             qrels[qid] = {d: int(d in evidence) for d in sorted(dict.fromkeys(cited))}
             rows.append(row)
         splits[split] = rows
-    splits = _carve_missing(splits, cfg)
+    splits = _carve_missing(splits, qrels, cfg)
     return Converted(splits, list(corpus.values()), _split_qrels(qrels, splits), {"noinfo_claims": noinfo})
 
 
@@ -456,12 +453,17 @@ def convert(input_path: str | Path, cfg: ConvertConfig) -> Converted:
 
 
 def summary(conv: Converted) -> dict[str, int]:
-    """Counts per split for the metrics file."""
+    """Counts per split for the metrics file, and how many validation/test queries share a judged
+    document with a train query (0 for carved splits: they are carved by group)."""
     out: dict[str, int] = {"corpus_docs": len(conv.corpus), **conv.notes}
+    judged = {q: docs for split in conv.qrels.values() for q, docs in split.items()}
+    train = [r["id"] for r in conv.splits.get("train", [])]
     for split, rows in conv.splits.items():
         out[f"{split}_queries"] = len(rows)
         out[f"{split}_texts"] = sum(len(r["texts"]) for r in rows)
         out[f"{split}_positives"] = sum(sum(r["labels"]) for r in rows)
+        if split != "train":
+            out[f"{split}_queries_sharing_train_docs"] = sharing_with([r["id"] for r in rows], train, judged)
     return out
 
 

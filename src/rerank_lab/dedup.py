@@ -1,8 +1,17 @@
-"""dedup: drop rows whose passages repeat too often across the dataset (Open Provence's filter).
+"""dedup: drop rows whose passages repeat too often (Open Provence's filter), for mined sources.
 
-Each passage is hashed after normalising case and white space. A passage's *duplicate count* is
-how many other times it appears across all splits. A row of a filtered split is dropped when any
-of its passages has a duplicate count above ``max_duplicates`` (0 = no repeats at all).
+Each passage is hashed after normalising case and white space. Within one filtered split, a
+passage's *duplicate count* is how many other times it appears in that split; a row is dropped
+when any of its passages has a count above ``max_duplicates`` (0 = no repeats at all). Counting
+stays inside the split being filtered: which training rows survive must not depend on the
+validation or test queries.
+
+The filter is for sources whose texts were *mined* (``triplets``, ``hardneg``: a passage that
+recurs across many queries is a generic passage). In sources whose texts are the *judged*
+documents (``beir``, ``scifact_rationales``), relevant documents recur across queries by design --
+NFCorpus would lose 99% of its training queries -- so ``dedup.formats`` names the formats it
+applies to and other datasets pass through unchanged. Either way, a split losing more than
+``max_drop_fraction`` of its rows stops the stage with a message instead of going on silently.
 The duplicate ratio (share of passage occurrences that repeat an earlier one) is reported
 before and after, per filtered split.
 """
@@ -14,6 +23,7 @@ from collections import Counter
 import datasets
 
 from rerank_lab.config import DedupConfig
+from rerank_lab.drops import check_drop
 from rerank_lab.schema import text_hash
 
 
@@ -26,18 +36,32 @@ def duplicate_ratio(hashes: list[str]) -> float:
     return 1 - len(set(hashes)) / len(hashes) if hashes else 0.0
 
 
-def dedup(dd: datasets.DatasetDict, cfg: DedupConfig) -> tuple[datasets.DatasetDict, dict[str, float]]:
-    """The filtered dataset and its metrics (ratios and row counts before/after)."""
-    hashes = {s: [[text_hash(t) for t in texts] for texts in dd[s]["texts"]] for s in dd}
-    counts = Counter(h for rows in hashes.values() for row in rows for h in row)
+def dedup(dd: datasets.DatasetDict, cfg: DedupConfig, fmt: str, path: str | None = None) -> tuple[datasets.DatasetDict, dict[str, float]]:
+    """The filtered dataset and its metrics (ratios and row counts before/after).
+
+    ``fmt`` is the dataset's source format (``convert.sources.<ds>.format``); only formats in
+    ``cfg.formats`` are filtered.
+    """
+    applied = cfg.max_duplicates is not None and fmt in cfg.formats
+    metrics: dict[str, float] = {"max_duplicates": -1 if cfg.max_duplicates is None else cfg.max_duplicates, "applied": int(applied)}
     out = {}
-    metrics: dict[str, float] = {"max_duplicates": -1 if cfg.max_duplicates is None else cfg.max_duplicates}
     for split, ds in dd.items():
-        rows = hashes[split]
-        if split not in cfg.splits or cfg.max_duplicates is None:
+        if not applied or split not in cfg.splits:
             out[split] = ds
             continue
+        rows = [[text_hash(t) for t in texts] for texts in ds["texts"]]
+        counts = Counter(h for row in rows for h in row)  # this split only
         keep = [i for i, row in enumerate(rows) if all(counts[h] - 1 <= cfg.max_duplicates for h in row)]
+        check_drop(
+            len(rows),
+            len(keep),
+            cfg.max_drop_fraction,
+            stage="dedup",
+            split=split,
+            key="dedup.max_drop_fraction",
+            fix=f"raise dedup.max_duplicates (now {cfg.max_duplicates}) or leave format {fmt!r} out of dedup.formats",
+            path=path,
+        )
         out[split] = ds.select(keep)
         before = [h for row in rows for h in row]
         after = [h for i in keep for h in rows[i]]

@@ -9,6 +9,13 @@ Conventions (trec_eval's, stated so nobody has to guess):
   (they are the no-evidence queries that later stages score with a false-evidence rate);
 * ties inside a run are ordered by trec_eval (score, then doc id descending) -- the run files
   keep full float precision, so ties are real ties.
+
+Significance (:func:`compare_to_baseline`): every run is compared with each reference run
+(``evaluate.baseline``, then ``evaluate.compare_also``) on each split, paired over queries. Next to the
+raw ``p_bootstrap`` / ``p_randomization`` each ``vs_<ref>`` entry carries Holm-Bonferroni adjusted
+``p_bootstrap_holm`` / ``p_randomization_holm``; the family is every (run, reference) comparison this
+evaluation makes on that split, all references together (its size is ``holm_family``). Read the
+adjusted values when asking "is any of these differences real?" across the table.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytrec_eval
@@ -25,7 +32,7 @@ import pytrec_eval
 from rerank_lab.errors import ConfigError, InputError, unknown_name
 from rerank_lab.io.atomic import atomic_dir, write_text
 from rerank_lab.io.qrels import Qrels, read_qrels
-from rerank_lab.io.trec import Run, read_run
+from rerank_lab.io.trec import Run, read_run, truncate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,16 +70,6 @@ def parse_metric(name: str) -> tuple[Metric, int]:
     return METRICS[family], k
 
 
-def _trec_eval_top(run: Run, k: int) -> Run:
-    """The top ``k`` of each query in trec_eval's own order (score descending, ties by doc id
-    descending), so a cut-off metric sees the same top ``k`` as trec_eval's ``ndcg_cut``/``P``.
-
-    >>> _trec_eval_top({"q": {"a": 1.0, "b": 1.0, "c": 2.0}}, 2)
-    {'q': {'c': 2.0, 'b': 1.0}}
-    """
-    return {qid: dict(sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:k]) for qid, docs in run.items()}
-
-
 def per_query(run: Run, qrels: Qrels, metrics: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """``{query id: {metric: value}}`` for every query with at least one relevant document.
 
@@ -90,7 +87,7 @@ def per_query(run: Run, qrels: Qrels, metrics: tuple[str, ...]) -> dict[str, dic
         metric, k = parse_metric(name)
         (cut if metric.truncate_run else plain)[name] = (metric, k)
     jobs = [(run, plain)] if plain else []
-    jobs += [(_trec_eval_top(run, k), {name: (metric, k)}) for name, (metric, k) in cut.items()]
+    jobs += [(truncate(run, k), {name: (metric, k)}) for name, (metric, k) in cut.items()]
     for job_run, wanted in jobs:
         measures = {metric.measure(k) for metric, k in wanted.values()}
         results = pytrec_eval.RelevanceEvaluator(judged, measures).evaluate({q: d for q, d in job_run.items() if q in judged and d})
@@ -161,33 +158,64 @@ def evaluate_runs(
 
 
 def compare_to_baseline(
-    summary: dict, rows: list, baseline: str, metric: str, n_resamples: int = 10000, confidence: float = 0.95, seed: int = 0
+    summary: dict,
+    rows: list,
+    baseline: str,
+    metric: str,
+    n_resamples: int = 10000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    compare_also: Sequence[str] = (),
 ) -> None:
-    """Add ``vs_<baseline>`` to every other run's split summary: the paired difference in
-    ``metric`` with a bootstrap confidence interval and p-value, and a randomization-test p-value."""
-    from rerank_lab.stats import paired_bootstrap, randomization_test
+    """Add ``vs_<ref>`` to every other run's split summary, for each reference run ``ref`` (``baseline``,
+    then each of ``compare_also``): the paired difference ``delta`` (run minus reference) in ``metric``
+    with a bootstrap confidence interval ``ci_low``/``ci_high`` and p-value ``p_bootstrap``, and a
+    randomization-test p-value ``p_randomization``.
 
-    if baseline not in summary:
-        raise ConfigError(
-            f"baseline run {baseline!r} was not evaluated", fix=f"set evaluate.baseline to one of: {', '.join(sorted(summary))}"
-        )
+    Multiple comparisons: ``p_bootstrap_holm`` / ``p_randomization_holm`` are the raw p-values after
+    Holm-Bonferroni adjustment (:func:`rerank_lab.stats.holm`) over a family of ``holm_family`` tests:
+    every (run, reference) comparison this call makes on the same split, all references together --
+    so pass every reference in one call. Two references compared with each other (A vs B and B vs A)
+    test one hypothesis with one p-value (the paired differences only change sign): that pair counts
+    once in the family, and both entries get its adjusted value.
+    """
+    from rerank_lab.stats import holm, paired_bootstrap, randomization_test
+
+    references = list(dict.fromkeys((baseline, *compare_also)))  # a repeated name is one reference, tested once
+    for ref in references:
+        if ref not in summary:
+            setting, role = ("evaluate.baseline", "baseline") if ref == baseline else ("evaluate.compare_also", "reference")
+            raise ConfigError(f"{role} run {ref!r} was not evaluated", fix=f"set {setting} to one of: {', '.join(sorted(summary))}")
     values: dict[tuple[str, str], dict[str, float]] = {}
     for run, split, qid, v in rows:
         values.setdefault((run, split), {})[qid] = v[metric]
-    for (run, split), system in sorted(values.items()):
-        base = values.get((baseline, split))
-        if run == baseline or base is None or len(base) < 2:
-            continue
-        boot = paired_bootstrap(base, system, n_resamples, confidence, seed)
-        perm = randomization_test(base, system, n_resamples, seed)
-        summary[run][split][f"vs_{baseline}"] = {
-            "metric": metric,
-            "delta": round(boot["mean_difference"], 6),
-            "ci_low": round(boot["ci_low"], 6),
-            "ci_high": round(boot["ci_high"], 6),
-            "p_bootstrap": round(boot["p_value"], 6),
-            "p_randomization": round(perm["p_value"], 6),
-        }
+    # split -> {frozenset({run, ref}): [(entry, raw bootstrap p, raw randomization p), ...]}
+    families: dict[str, dict[frozenset[str], list[tuple[dict, float, float]]]] = {}
+    for ref in references:
+        for (run, split), system in sorted(values.items()):
+            base = values.get((ref, split))
+            if run == ref or base is None or len(base) < 2:
+                continue
+            boot = paired_bootstrap(base, system, n_resamples, confidence, seed)
+            perm = randomization_test(base, system, n_resamples, seed)
+            entry = {
+                "metric": metric,
+                "delta": round(boot["mean_difference"], 6),
+                "ci_low": round(boot["ci_low"], 6),
+                "ci_high": round(boot["ci_high"], 6),
+                "p_bootstrap": round(boot["p_value"], 6),
+                "p_randomization": round(perm["p_value"], 6),
+            }
+            summary[run][split][f"vs_{ref}"] = entry
+            families.setdefault(split, {}).setdefault(frozenset((run, ref)), []).append((entry, boot["p_value"], perm["p_value"]))
+    for tests in families.values():
+        pairs = list(tests.values())
+        # both directions of a pair give the same p-values; max() keeps the adjustment conservative regardless
+        adjusted_boot = holm([max(p for _, p, _ in pair) for pair in pairs])
+        adjusted_perm = holm([max(p for _, _, p in pair) for pair in pairs])
+        for pair, p_boot, p_perm in zip(pairs, adjusted_boot, adjusted_perm):
+            for entry, _, _ in pair:
+                entry.update(p_bootstrap_holm=round(p_boot, 6), p_randomization_holm=round(p_perm, 6), holm_family=len(pairs))
 
 
 def calibration_summary(

@@ -24,7 +24,7 @@ import yaml
 
 from rerank_lab.errors import ConfigError, InputError
 
-COPIED = ("dvc.yaml", "params.yaml", "src")
+COPIED = ("dvc.yaml", "params.yaml", "src", "models/pretrained")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +96,10 @@ def prepare_copy(
     return workdir
 
 
-def run_pipeline(workdir: Path, echo: Callable[[str], None] = print, targets: tuple[str, ...] = ()) -> None:
-    """``dvc repro [targets]`` in ``workdir``, with this interpreter's scripts first on PATH."""
+def run_pipeline(workdir: Path, echo: Callable[[str], None] = print, targets: tuple[str, ...] = (), args: tuple[str, ...] = ()) -> None:
+    """``dvc repro [args] [targets]`` in ``workdir``, with this interpreter's scripts first on PATH."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", *targets], cwd=workdir, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", *args, *targets], cwd=workdir, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ConfigError(
             f"dvc repro failed in {workdir}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}", fix="read the stage output above"
@@ -107,12 +107,17 @@ def run_pipeline(workdir: Path, echo: Callable[[str], None] = print, targets: tu
     echo(f"dvc repro finished in {workdir}")
 
 
-def check_table(table: Path, only: tuple[str, ...], workdir: Path | None, echo: Callable[[str], None] = print) -> bool:
-    """Run each params group of ``table`` once and compare every row; True when all pass."""
+def check_table(
+    table: Path, only: tuple[str, ...], workdir: Path | None, echo: Callable[[str], None] = print, root: Path | None = None
+) -> bool:
+    """Run each params group of ``table`` once and compare every row; True when all pass.
+
+    ``root`` is the checkout the scratch copies are made from (the current directory when None).
+    """
     rows = [r for r in load_table(table) if not only or r.id in only or r.dataset in only]
     if not rows:
         raise ConfigError("no rows selected", path=table, fix="check --only against the row ids")
-    root = Path.cwd()
+    root = Path(root) if root is not None else Path.cwd()
     groups: dict[str, list[Row]] = {}
     for row in rows:
         groups.setdefault(json.dumps([row.params, row.targets], sort_keys=True), []).append(row)

@@ -1,7 +1,10 @@
 """score: rerank the top ``top_k`` candidates of first-stage runs with a cross-encoder.
 
-Writes ``<output>/<run>+<model name>/<split>.trec`` -- only the reranked top ``top_k`` (a
-reranker does not rank what it never saw) -- and ``scores.tsv`` with every (query, doc) score.
+Writes ``<output>/<run>+<model name>/<split>.trec``: the whole first-stage list, its top
+``top_k`` reordered by the reranker and the rest kept below in first-stage order -- so Recall@100
+of a reranked run means what it means for the first stage, not Recall@``top_k``. The run's
+scores encode that order (:func:`rerank_lab.io.trec.ranked_scores`); the reranker's raw scores
+go to ``scores.tsv`` (:mod:`rerank_lab.io.scores`), which tune reads.
 Scores come from the shared engine, so pairs scored by any earlier experiment with the same
 model are read from the score cache instead of being recomputed.
 """
@@ -14,7 +17,8 @@ from pathlib import Path
 
 from rerank_lab.errors import ConfigError, InputError
 from rerank_lab.io.atomic import atomic_dir
-from rerank_lab.io.trec import Run, ranked, read_run, write_run
+from rerank_lab.io.scores import Scores, write_scores
+from rerank_lab.io.trec import Run, ranked, ranked_scores, read_run, write_run
 from rerank_lab.schema import passage_text
 
 log = logging.getLogger(__name__)
@@ -39,8 +43,13 @@ class ScoreConfig:
             raise ConfigError(f"score top_k must be >= 1, got {self.top_k}", fix="e.g. 20 on CPU, 100 on a GPU")
 
 
+# the shared cache's bookkeeping: depends on what earlier experiments scored, not on this stage's
+# inputs -- logged, kept out of the DVC metrics file
+VOLATILE = ("pairs_computed", "pairs_from_cache", "forward_batches")
+
+
 def rerank(run: Run, queries: dict[str, str], passages: dict[str, str], scorer, top_k: int, path: str = "run") -> Run:
-    """Score each query's top ``top_k`` docs; returns the reranked run (top ``top_k`` only)."""
+    """Score each query's top ``top_k`` docs; returns their raw reranker scores (the head only)."""
     stray = sorted(set(run) - set(queries))
     if stray:
         raise InputError(
@@ -68,12 +77,27 @@ def rerank(run: Run, queries: dict[str, str], passages: dict[str, str], scorer, 
     return out
 
 
+def reranked_run(first_stage: Run, head: Run) -> Run:
+    """Each query's head in reranker order, then the rest of its first-stage list in first-stage
+    order, as tie-free order scores. Ties in either order go by :func:`ranked` (trec_eval's).
+
+    >>> reranked_run({"q": {"a": 3.0, "b": 2.0, "c": 1.0}}, {"q": {"a": -1.0, "b": 4.0}})
+    {'q': {'b': 3.0, 'a': 2.0, 'c': 1.0}}
+    """
+    out: Run = {}
+    for qid, docs in first_stage.items():
+        top = head.get(qid, {})
+        order = [d for d, _ in ranked(top)] + [d for d, _ in ranked(docs) if d not in top]
+        out[qid] = ranked_scores(order)
+    return out
+
+
 def score_runs(cfg: ScoreConfig, scorer, runs_root: Path, queries: dict[str, dict[str, str]], corpus, out: Path) -> dict[str, float]:
     """Rerank every configured run and split; returns counts for the metrics file."""
     passages = {d["id"]: passage_text(d["title"], d["text"]) for d in corpus}
     stats: dict[str, float] = {}
+    table: Scores = {}
     with atomic_dir(out) as tmp:
-        lines = ["run\tsplit\tquery_id\tdoc_id\tscore"]
         for name in cfg.runs:
             for split in cfg.splits:
                 path = runs_root / name / f"{split}.trec"
@@ -81,10 +105,11 @@ def score_runs(cfg: ScoreConfig, scorer, runs_root: Path, queries: dict[str, dic
                     continue
                 if not path.is_file():
                     raise InputError(f"no {split} run for {name!r}", path=path, fix="retrieve that split or drop it from score.splits")
-                reranked = rerank(read_run(path), queries[split], passages, scorer, cfg.top_k, str(path))
-                write_run(reranked, tmp / f"{name}+{cfg.name}" / f"{split}.trec", tag=f"{name}+{cfg.name}")
-                lines += [f"{name}\t{split}\t{q}\t{d}\t{s!r}" for q in sorted(reranked) for d, s in ranked(reranked[q])]
-                stats[f"{name}_{split}_pairs"] = sum(len(v) for v in reranked.values())
-        (tmp / "scores.tsv").write_text("\n".join(lines) + "\n")
+                first_stage = read_run(path)
+                head = rerank(first_stage, queries[split], passages, scorer, cfg.top_k, str(path))
+                write_run(reranked_run(first_stage, head), tmp / f"{name}+{cfg.name}" / f"{split}.trec", tag=f"{name}+{cfg.name}")
+                table[(name, split)] = head
+                stats[f"{name}_{split}_pairs"] = sum(len(v) for v in head.values())
+        write_scores(table, tmp / "scores.tsv")
     stats.update({"pairs_computed": scorer.pairs_scored, "pairs_from_cache": scorer.cache.hits, "forward_batches": scorer.forward_calls})
     return stats

@@ -8,13 +8,19 @@ for two runs -- and work on the per-query differences ``b - a``:
 * :func:`randomization_test` is the paired sign-flip permutation test (``scipy.stats.permutation_test``
   with ``permutation_type="samples"``), exact when every sign flip fits in ``n_resamples``.
 
+When one call tests many hypotheses, :func:`holm` adjusts their p-values (Holm-Bonferroni step-down,
+tested against statsmodels' ``multipletests(method="holm")``), controlling the family-wise error rate.
+
 Queries are taken in sorted id order and the random stream is ``numpy.random.Generator(PCG64(seed))``,
 so the same inputs and seed give the same numbers to the last digit, whatever the dicts' order.
+:func:`holm` uses no randomness, and tied p-values get the same adjusted value, so its output does not
+depend on the order of its input either (each value stays in its own position).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -155,3 +161,38 @@ def randomization_test(a: dict[str, float], b: dict[str, float], n_resamples: in
         "n_resamples": 2 ** len(diffs) if exact else n_resamples,
         "seed": seed,
     }
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given.
+
+    With the ``m`` p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, the adjusted value of
+    ``p_(i)`` is ``min(1, max_{j <= i} (m - j + 1) * p_(j))``; rejecting every hypothesis whose
+    adjusted value is ``<= alpha`` is Holm's step-down procedure, which keeps the chance of any
+    false rejection in the family at or below ``alpha`` under any dependence between the tests.
+    Equal to ``statsmodels.stats.multitest.multipletests(method="holm")`` (the tests check it);
+    written out here because that function runs a full ``gc.collect()`` on every call, which costs
+    up to half a second in a process holding a model.
+
+    >>> [round(p, 6) for p in holm([0.01, 0.04, 0.03, 0.005])]  # 0.005*4, 0.01*3, 0.03*2, max(0.04*1, 0.06)
+    [0.03, 0.06, 0.06, 0.02]
+    >>> holm([])
+    []
+    """
+    values = list(p_values)
+    for i, p in enumerate(values):
+        if isinstance(p, bool) or not isinstance(p, int | float | np.integer | np.floating) or not 0.0 <= p <= 1.0:  # NaN fails too
+            raise InputError(
+                f"p-value {p!r} at position {i} is not a number in [0, 1]",
+                record=f"p-value {i}",
+                fix="pass the raw p-values of the family's tests",
+            )
+    if not values:
+        return []
+    p = np.array(values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])  # (m - j + 1) * p_(j), running max
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return [float(a) for a in adjusted]

@@ -22,7 +22,7 @@ from rerank_lab.schema import TEACHER_FEATURE, TEACHER_PREFIX
 
 @dataclasses.dataclass(frozen=True)
 class CrossEncoderTeacher:
-    """Scores every (query, text) of a row with a cross-encoder (raw logits)."""
+    """Scores every (query, text) of a row with a cross-encoder (the engine's score: the logit, or log-odds of a 2-class head)."""
 
     model: str = "all-MiniLM-L6-v2"
     max_length: int = 256

@@ -27,9 +27,13 @@ select queries so a pruner (median / successive halving / hyperband) can stop po
 The best feasible trial is then scored once on the *confirm* half (never seen while selecting)
 and applied to every split's runs; test labels are never read here -- evaluate reads them once.
 
-The study lives in an Optuna storage (sqlite by default, any storage URL by param, ``journal:<file>``
-for a journal file); its name is derived from everything that defines the search, so a rerun
-with the same inputs continues the same study: each run adds ``n_trials`` trials.
+By default each run is a fresh, seeded, in-memory study of ``n_trials`` trials, so the same
+declared inputs give byte-identical outputs however often the stage runs. ``tune.storage`` opts
+in to a shared study (any Optuna storage URL, ``journal:<file>``) that several workers fill
+together: ``n_trials`` is then the study's total, a rerun only adds what is missing, and the
+result depends on how the workers interleaved -- not reproducible, and documented as such. The
+study's name covers the inputs, the search space and the source of every module the objective
+executes, so a code change never continues a study run by other code.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ import numpy as np
 from rerank_lab.errors import ConfigError, InputError, unknown_name
 from rerank_lab.evaluate import false_evidence_rate, per_query
 from rerank_lab.io.qrels import Qrels
-from rerank_lab.io.trec import Run, ranked
+from rerank_lab.io.trec import Run, ranked, ranked_scores
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +71,11 @@ class TuneConfig:
 
     run: str = "bm25"  # the first-stage run whose reranked head is tuned (a score.runs entry)
     epsilon: float = 0.2  # largest allowed false-evidence rate on no-evidence queries; 1 = no constraint
-    n_trials: int = 300  # trials added by each run of the stage
+    n_trials: int = 300  # trials in the study (with a shared storage: its total, counting earlier runs)
     seed: int = 42
     pruner: str = "median"
     stages: int = 4  # a trial is scored on 1/stages, 2/stages, ... of the select queries
-    storage: str | None = None  # an Optuna storage URL; None = the stage's default (sqlite)
+    storage: str | None = None  # None: a fresh seeded in-memory study per run; a URL: a shared, non-deterministic study
     study_name: str | None = None  # None = derived from the inputs and the search space
     split: str = "validation"
     confirm_fraction: float = 0.5  # share of the dev split held out to confirm the choice
@@ -154,9 +158,10 @@ class QueryCandidates:
 
 
 def candidates(first_stage: Run, reranked: Run, query_ids: list[str], path: str = "runs") -> dict[str, QueryCandidates]:
-    """Line up each query's first-stage ranking with the reranker's scores for its head.
+    """Line up each query's first-stage ranking with the reranker's raw scores for its head.
 
-    The reranked docs must be exactly the first-stage top of the query (what score writes).
+    ``reranked`` holds the head scores of the score stage's ``scores.tsv``; the scored docs must be
+    exactly the first-stage top of the query (what score reranks).
     """
     out: dict[str, QueryCandidates] = {}
     for qid in query_ids:
@@ -215,8 +220,8 @@ def answer(q: QueryCandidates, probs: np.ndarray, s: Settings, answerable: float
     """The ranked list the system returns for one query (empty when it abstains).
 
     ``probs`` are the calibrated probabilities of the reranked head and ``answerable`` the
-    query's answerability probability (needed for ``gate="answerability"``). Returned scores are
-    ``pool size - position``: they only encode the order, which pytrec_eval sorts by.
+    query's answerability probability (needed for ``gate="answerability"``). Returned scores only
+    encode the order (:func:`rerank_lab.io.trec.ranked_scores`), as in the score stage's runs.
     """
     pool = q.docs[: max(s.top_k_retriever, 0)]
     k = min(s.top_k_rerank, q.reranker.size, len(pool))
@@ -231,9 +236,8 @@ def answer(q: QueryCandidates, probs: np.ndarray, s: Settings, answerable: float
     if gate < s.threshold:
         return {}
     fused = head_scores(q, k, s)
-    head = [pool[i] for i in np.argsort(-fused, kind="stable")]
-    order = head + pool[k:]
-    return {d: float(len(order) - i) for i, d in enumerate(order)}
+    head = [d for d, _ in ranked(dict(zip(pool[:k], fused.tolist())))]  # ties as trec_eval orders them
+    return ranked_scores(head + pool[k:])
 
 
 def system_run(
@@ -454,10 +458,19 @@ def make_pruner(name: str, stages: int):
     return optuna.pruners.NopPruner()
 
 
+def objective_code() -> str:
+    """A digest of the source of every package module the objective executes (this module's
+    import closure): part of the study name, so changed code never continues an old study."""
+    from rerank_lab.deps import module_closure, source_digest
+
+    return source_digest(module_closure(__name__))
+
+
 def study_name(cfg: TuneConfig, fingerprint: str) -> str:
+    """``tune.study_name``, or one derived from the search space, the inputs and the code."""
     if cfg.study_name:
         return cfg.study_name
-    key = hashlib.sha1(json.dumps([cfg.space(), fingerprint], sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha1(json.dumps([cfg.space(), fingerprint, objective_code()], sort_keys=True).encode()).hexdigest()[:12]
     return f"tune-{cfg.run}-{key}"
 
 
@@ -484,16 +497,26 @@ def _feasible_best(study, epsilon: float):
     return max(feasible, key=lambda t: (t.value, -t.number)) if feasible else None
 
 
+def first_stage_score(cands: dict[str, QueryCandidates], subset: Subset) -> tuple[float, float]:
+    """(nDCG@10, false-evidence rate) of the first stage alone on ``subset``: its whole list, no
+    reranking, never abstaining -- the bar a tuned system must clear to be worth its cost."""
+    run = {q: ranked_scores(cands[q].docs) for q in subset.evidence + subset.no_evidence if cands[q].docs}
+    values = per_query(run, {q: subset.qrels[q] for q in subset.evidence}, (OBJECTIVE,))
+    ndcg = sum(v[OBJECTIVE] for v in values.values()) / len(values) if values else 0.0
+    return ndcg, false_evidence(run, subset.no_evidence)
+
+
 def tune(
     cfg: TuneConfig,
     cands: dict[str, QueryCandidates],
     dev_qrels: Qrels,
     dev_ids: list[str],
-    storage_url: str,
+    storage_url: str | None,
     fingerprint: str,
     depth: int,
 ) -> TuneResult:
-    """Run (or continue) the study and return the chosen settings with their select/confirm scores."""
+    """Run the study (a fresh in-memory one, or fill a shared storage up to ``n_trials``) and
+    return the chosen settings with their select/confirm scores."""
     import optuna
 
     has_evidence = {q for q, docs in dev_qrels.items() if any(g > 0 for g in docs.values())}
@@ -541,7 +564,7 @@ def tune(
         trial.set_constraint("false_evidence", fer - cfg.epsilon)  # feasible when <= 0; TPE models it
         return value
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url) if storage_url else None  # None: in memory, fresh each run
     name = study_name(cfg, fingerprint)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -554,13 +577,13 @@ def tune(
         load_if_exists=True,
     )
     before = len(study.trials)
-    if before:  # a resumed study reseeds by its trial count, so the new run does not replay old draws
+    if before:  # a shared study resumed: reseed by its trial count, so this run does not replay old draws
         study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + before)
-    # the untuned default: the score stage's own run (reranked head only, reranker order, no abstaining)
-    default = Settings(top_k_retriever=reranked_k, top_k_rerank=reranked_k)
+    # the untuned default: the score stage's own run (whole pool, head in reranker order, no abstaining)
+    default = Settings(top_k_retriever=depth, top_k_rerank=reranked_k)
     if before == 0:
         first = {
-            "top_k_retriever": max(min(cfg.top_k_retriever[0], depth), min(reranked_k, depth, cfg.top_k_retriever[1])),
+            "top_k_retriever": min(cfg.top_k_retriever[1], depth),
             "top_k_rerank": reranked_k,
             "fusion": "none" if "none" in cfg.fusions else cfg.fusions[0],
             "calibration": "sigmoid" if "sigmoid" in cfg.calibrations else cfg.calibrations[0],
@@ -569,7 +592,9 @@ def tune(
         if gates:
             first["gate"] = "reranker" if "reranker" in gates else gates[0]
         study.enqueue_trial(first)
-    study.optimize(objective, n_trials=cfg.n_trials, gc_after_trial=False)
+    # n_trials is the study's total: a shared study already holding trials only gets what is missing
+    stop_at_total = optuna.study.MaxTrialsCallback(cfg.n_trials, states=None)
+    study.optimize(objective, n_trials=max(0, cfg.n_trials - before), callbacks=[stop_at_total], gc_after_trial=False)
     best_trial = _feasible_best(study, cfg.epsilon)
     if best_trial is None:
         raise InputError(
@@ -579,11 +604,14 @@ def tune(
     best = Settings.from_params(best_trial.params)
     full_select = stages[-1]
     results: dict[str, Any] = {}
-    for label, settings in (("default", default), ("best", best)):
-        for part, subset in (("select", full_select), ("confirm", confirm)):
+    for part, subset in (("select", full_select), ("confirm", confirm)):
+        for label, settings in (("default", default), ("best", best)):
             ndcg, fer = score(cands, probs, settings, subset, answerable)
             results[f"{label}_{part}_ndcg@10"] = round(ndcg, 6)
             results[f"{label}_{part}_false_evidence"] = round(fer, 6)
+        ndcg, fer = first_stage_score(cands, subset)
+        results[f"first_stage_{part}_ndcg@10"] = round(ndcg, 6)
+        results[f"first_stage_{part}_false_evidence"] = round(fer, 6)
     states = [t.state.name.lower() for t in study.trials]
     summary = {
         "study": name,
@@ -598,9 +626,10 @@ def tune(
         "select_no_evidence": len(select.no_evidence),
         "confirm_no_evidence": len(confirm.no_evidence),
         **results,
-        # the choice holds up on queries it was not chosen on: constraint met, no worse than untuned
-        "confirmed": results["best_confirm_false_evidence"] <= cfg.epsilon + 1e-12
-        and results["best_confirm_ndcg@10"] >= results["default_confirm_ndcg@10"],
+        # does the choice hold up on the confirm half, which played no part in choosing it?
+        "meets_epsilon_on_confirm": results["best_confirm_false_evidence"] <= cfg.epsilon + 1e-12,
+        "beats_untuned_on_confirm": results["best_confirm_ndcg@10"] > results["default_confirm_ndcg@10"],
+        "beats_first_stage_on_confirm": results["best_confirm_ndcg@10"] > results["first_stage_confirm_ndcg@10"],
         "best": dataclasses.asdict(best),
     }
     trials = [
@@ -644,10 +673,11 @@ def tune_stage(
     qrels_dir: Path,
     runs_root: Path,
     scored_root: Path,
-    storage_url: str,
+    storage_url: str | None,
     out: Path,
 ) -> dict[str, Any]:
-    """Read the cached runs, tune on the dev split, write the tuned runs of every split.
+    """Read the first-stage runs and the reranker's scores, tune on the dev split, write the tuned
+    runs of every split (``storage_url``: None for a fresh in-memory study, see the module doc).
 
     Writes ``runs/<run>+<reranker>+tuned/<split>.trec``, ``probabilities/<split>.tsv`` (every
     reranked pair's raw score, sigmoid and calibrated probability: evaluate's ECE),
@@ -657,26 +687,33 @@ def tune_stage(
     from rerank_lab.io.atomic import atomic_dir, write_text
     from rerank_lab.io.datasets import load_dataset
     from rerank_lab.io.qrels import read_qrels
+    from rerank_lab.io.scores import read_scores
     from rerank_lab.io.trec import read_run, write_run
 
     dd = load_dataset(dataset)
     if cfg.split not in dd:
         raise InputError(f"the dataset has no {cfg.split!r} split to tune on", path=dataset, fix=f"use one of: {', '.join(dd)}")
     reranked_name = f"{cfg.run}+{reranker_name}"
+    scores_path = scored_root / "scores.tsv"
+    table = read_scores(scores_path)
     split_cands: dict[str, dict[str, QueryCandidates]] = {}
-    inputs: list[Path] = []
+    inputs: list[Path] = [scores_path]
     for split in dd:
-        fs_path, rr_path = runs_root / cfg.run / f"{split}.trec", scored_root / reranked_name / f"{split}.trec"
-        if not rr_path.is_file():
+        fs_path = runs_root / cfg.run / f"{split}.trec"
+        if (cfg.run, split) not in table:
             if split == cfg.split:
-                raise InputError(f"no reranked {split} run {reranked_name!r}", path=rr_path, fix="add the run to score.runs and run score")
+                raise InputError(
+                    f"no reranker scores for the {split} split of run {cfg.run!r}",
+                    path=scores_path,
+                    fix=f"add {cfg.run} to score.runs and {split} to score.splits, then run score",
+                )
             continue
         if not fs_path.is_file():
             raise InputError(f"no first-stage {split} run {cfg.run!r}", path=fs_path, fix="run retrieve for this split")
         ids = sorted(dd[split]["id"])
-        split_cands[split] = candidates(read_run(fs_path), read_run(rr_path), ids, str(rr_path))
+        split_cands[split] = candidates(read_run(fs_path), table[(cfg.run, split)], ids, str(scores_path))
         if split == cfg.split:
-            inputs += [fs_path, rr_path]
+            inputs.append(fs_path)
     dev_qrels_path = qrels_dir / f"{cfg.split}.tsv"
     dev_qrels = read_qrels(dev_qrels_path)
     dev_ids = sorted(dd[cfg.split]["id"])

@@ -74,6 +74,16 @@ def test_warmup_is_bce_on_the_lists_flattened_to_pairs(model):
     assert value != pytest.approx(_bce_by_hand(_logits(model, FLAT_PAIRS), [1.0, 0.0, 0.0, 1.0, 0.0]), rel=1e-3)
 
 
+def test_graded_labels_reach_the_warmup_as_0_1(model):
+    # train.gains: graded gives list labels such as [2, 0, 0]; BCE takes targets in [0, 1], so the
+    # warm-up sees grade > 0 as 1 (old code fed it 2.0: a target BCE cannot reach)
+    loss = _curriculum(model, switch_step=1)
+    graded = [torch.tensor([2.0, 0.0, 0.0]), torch.tensor([0.0, 1.0])]
+    with torch.no_grad():
+        value = loss([QUERIES, DOCS], graded).item()
+    assert value == pytest.approx(_bce_by_hand(_logits(model, FLAT_PAIRS), FLAT_LABELS), rel=1e-5)
+
+
 def test_padded_labels_are_cut_to_each_list(model):
     loss = _curriculum(model, switch_step=1)
     padded = [torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, -1.0])]  # second list padded to 3

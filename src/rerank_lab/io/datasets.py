@@ -69,6 +69,12 @@ def load_dataset(path: str | Path) -> datasets.DatasetDict:
     return dd
 
 
+def split_queries(dataset_path: str | Path, splits: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """``{split: {query id: query text}}`` for the requested splits that the dataset has."""
+    dd = load_dataset(dataset_path)
+    return {s: dict(zip(dd[s]["id"], dd[s]["query"])) for s in splits if s in dd and len(dd[s])}
+
+
 def load_corpus(path: str | Path) -> datasets.Dataset:
     """Load and validate a corpus Dataset."""
     corpus = _load(path, "corpus")

@@ -1,6 +1,8 @@
 """TREC run files: ``qid Q0 docid rank score tag``, one format for every stage.
 
-Order is pinned (score descending, then doc id ascending) and scores are written with
+Order is pinned to trec_eval's own (score descending, ties by doc id *descending*: its
+``comp_sim_docno``), and every stage that cuts, reranks or samples from a run goes through
+:func:`ranked`, so what a stage cuts is exactly what evaluate ranks. Scores are written with
 ``repr`` (shortest round-trip), so a run reads back exactly as it was computed and the same
 ranking always gives the same bytes.
 """
@@ -18,16 +20,32 @@ Run = dict[str, dict[str, float]]
 
 
 def ranked(docs: dict[str, float]) -> list[tuple[str, float]]:
-    """Docs in the pinned order: score descending, ties by doc id ascending.
+    """Docs in trec_eval's order: score descending, ties by doc id descending.
+
+    trec_eval (and pytrec_eval) sort a query's results with ``comp_sim_docno``: higher score
+    first, then ``strcmp(b, a)`` -- the larger doc id first. Python compares strings by code
+    point, which is the byte order of their UTF-8, so this is the same order.
 
     >>> ranked({"b": 1.0, "a": 1.0, "c": 2.0})
-    [('c', 2.0), ('a', 1.0), ('b', 1.0)]
+    [('c', 2.0), ('b', 1.0), ('a', 1.0)]
     """
-    return sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))
+    return sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
+
+
+def ranked_scores(order: list[str]) -> dict[str, float]:
+    """Scores that encode a ranking exactly: ``n - position`` (no ties, any length).
+
+    Reranked and tuned runs are written this way: their order is the system's answer, and the
+    raw model scores behind it live in their own files (``scores.tsv``, ``probabilities/``).
+
+    >>> ranked_scores(["d3", "d1", "d2"])
+    {'d3': 3.0, 'd1': 2.0, 'd2': 1.0}
+    """
+    return {d: float(len(order) - i) for i, d in enumerate(order)}
 
 
 def truncate(run: Run, k: int) -> Run:
-    """The top ``k`` of each query in the pinned order."""
+    """The top ``k`` of each query in trec_eval's order (:func:`ranked`)."""
     return {qid: dict(ranked(docs)[:k]) for qid, docs in run.items()}
 
 

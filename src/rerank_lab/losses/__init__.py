@@ -5,18 +5,21 @@ name                   sentence-transformers class                 training exam
 =====================  ==========================================  ============================
 ``bce``                BinaryCrossEntropyLoss                      (query, text) -> 0/1
 ``ce``                 CrossEntropyLoss (2-class head)             (query, text) -> class 0/1
-``ranknet``            RankNetLoss                                 (query, [texts]) -> [labels]
-``listnet``            ListNetLoss                                 (query, [texts]) -> [labels]
-``listmle``            ListMLELoss                                 (query, [texts]) -> [labels]
-``plistmle``           PListMLELoss                                (query, [texts]) -> [labels]
-``lambda``             LambdaLoss (``lambda_scheme`` selectable)   (query, [texts]) -> [labels]
+``ranknet``            RankNetLoss                                 (query, [texts]) -> [gains]
+``listnet``            ListNetLoss                                 (query, [texts]) -> [gains]
+``listmle``            ListMLELoss                                 (query, [texts]) -> [gains]
+``plistmle``           PListMLELoss                                (query, [texts]) -> [gains]
+``lambda``             LambdaLoss (``lambda_scheme`` selectable)   (query, [texts]) -> [gains]
 ``mnrl``               MultipleNegativesRankingLoss                (query, pos, neg_1..n)
 ``cmnrl``              CachedMultipleNegativesRankingLoss          (query, pos, neg_1..n)
 ``mse``                MSELoss                                     (query, text) -> teacher score
 ``margin_mse``         MarginMSELoss                               (query, pos, neg_1..n) -> teacher scores
 =====================  ==========================================  ============================
 
-The format decides how :mod:`rerank_lab.train` lays out the rows of the contract.
+The format decides how :mod:`rerank_lab.train` lays out the rows of the contract. ``[gains]``:
+with ``train.gains: graded`` the qrels grades of the positives (e.g. NFCorpus 1-2) and 0 for
+negatives, with ``binary`` the 0/1 labels; pointwise ``0/1`` stays binary either way (BCE and the
+2-class head need 0/1).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 The cross-encoder head starts untrained; a short BCE warm-up gives it a sensible scale before a
 listwise loss refines the ordering. Both wrapped losses are sentence-transformers' own; this
-module only decides which one a training step uses, from list-format examples.
+module only decides which one a training step uses, from list-format examples. List labels may be
+graded (``train.gains: graded``): the listwise loss gets them as they are, the pointwise warm-up
+gets ``grade > 0`` as 0/1, since BCE needs 0/1 targets.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from torch import nn
 
 
 class CurriculumLoss(nn.Module):
-    """``warmup`` (pointwise, on the lists flattened to pairs) for ``switch_step`` steps, then ``main``."""
+    """``warmup`` (pointwise, on the lists flattened to 0/1-labelled pairs) for ``switch_step`` steps, then ``main``."""
 
     def __init__(self, model, warmup: nn.Module, main: nn.Module, switch_step: int) -> None:
         super().__init__()
@@ -41,7 +43,8 @@ class CurriculumLoss(nn.Module):
         flat_q = [q for q, ds in zip(queries, docs) for _ in ds]
         flat_d = [d for ds in docs for d in ds]
         flat_labels = torch.cat([torch.as_tensor(lab, dtype=torch.float32).view(-1)[: len(ds)] for lab, ds in zip(labels, docs)])
-        return self.warmup([flat_q, flat_d], flat_labels.to(self.model.device), **kwargs)
+        binary = (flat_labels > 0).float()  # graded gains -> 0/1 for BCE
+        return self.warmup([flat_q, flat_d], binary.to(self.model.device), **kwargs)
 
     @property
     def citation(self) -> str:

@@ -6,6 +6,7 @@ import dataclasses
 import random
 
 from rerank_lab.errors import ConfigError
+from rerank_lab.io.trec import ranked
 from rerank_lab.miners.base import MineContext
 from rerank_lab.miners.retriever_hard import margin_filter
 from rerank_lab.schema import Example
@@ -42,5 +43,5 @@ class IterativeHardMiner:
         scores = scorer.score([(row["query"], p) for p in passages])
         positives = [t for t, label in zip(row["texts"], row["labels"]) if label]
         pos_score = float(min(scorer.score([(row["query"], p) for p in positives]))) if positives else None
-        rescored = sorted(zip(cands, scores.tolist()), key=lambda x: (-x[1], x[0]))
+        rescored = ranked(dict(zip(cands, scores.tolist())))
         return [d for d, _ in margin_filter(rescored, pos_score, self.absolute_margin, None)][:k]

