@@ -119,7 +119,8 @@ def unknown_format(tmp: Path):
         root,
         {"format": "bier"},
         ConfigError,
-        r"^unknown format 'bier' \(fix: use one of: beir, hardneg, scifact_rationales, triplets\)$",
+        r"^convert\.sources\.x\.format: unknown value, got 'bier' "
+        r"\(fix: did you mean 'beir'\? use one of: beir, triplets, hardneg, scifact_rationales\)$",
     )
 
 
@@ -149,14 +150,15 @@ def unknown_params_key(tmp: Path):
         root,
         {"format": "beir", "on_missing_docs": "drop"},
         ConfigError,
-        r"^unknown key\(s\) \['on_missing_docs'\] in convert.sources.x "
-        r"\(fix: valid keys: format, max_drop_fraction, on_missing_doc, remove_query, seed, teacher_name, ",
+        r"^convert\.sources\.x\.on_missing_docs: unknown key \(fix: did you mean 'on_missing_doc'\? "
+        r"valid keys: format, max_drop_fraction, on_missing_doc, remove_query, seed, teacher_name, ",
     )
 
 
 def bad_on_missing_doc_value(tmp: Path):
     root = _beir(tmp / "beir")
-    return root, {"format": "beir", "on_missing_doc": "skip"}, ConfigError, "on_missing_doc must be 'error' or 'drop', got 'skip'"
+    expected = r"^convert\.sources\.x\.on_missing_doc: unknown value, got 'skip' \(fix: use one of: error, drop\)$"
+    return root, {"format": "beir", "on_missing_doc": "skip"}, ConfigError, expected
 
 
 def hardneg_scores_misaligned(tmp: Path):

@@ -164,10 +164,10 @@ def test_dropping_more_than_the_allowed_share_stops_with_the_key_and_numbers(dd)
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5])
 def test_drop_fraction_must_be_a_share(bad):
-    with pytest.raises(ConfigError, match=rf"dedup\.max_drop_fraction must be in \[0, 1\], got {bad}"):
+    with pytest.raises(ConfigError, match=rf"^dedup\.max_drop_fraction: must be in \[0, 1\], got {bad}"):
         DedupConfig(max_drop_fraction=bad)
 
 
 def test_negative_threshold_is_rejected():
-    with pytest.raises(ConfigError, match=r"dedup max_duplicates must be >= 0 or null, got -1"):
+    with pytest.raises(ConfigError, match=r"^dedup\.max_duplicates: must be >= 0 or null, got -1"):
         DedupConfig(max_duplicates=-1)

@@ -282,3 +282,13 @@ def test_two_runs_with_one_name(tmp_path):
         write_run({"q1": {"d": 1.0}}, tmp_path / root / "bm25" / "test.trec", tag="x")
     with pytest.raises(InputError, match=r"two runs are named 'bm25'"):
         evaluate_runs([tmp_path / "a", tmp_path / "b"], tmp_path, {}, ("ndcg@10",), ("test",))
+
+
+def test_runs_without_any_asked_split_are_an_error_not_an_empty_file(tmp_path):
+    """Before, evaluate wrote `{}` and exited 0 when no run had a file for the configured splits."""
+    from rerank_lab.evaluate import evaluate_runs
+    from rerank_lab.io.trec import write_run
+
+    write_run({"q1": {"d1": 1.0}}, tmp_path / "runs" / "bm25" / "train.trec", tag="bm25")
+    with pytest.raises(InputError, match=r"no run has a file for the split\(s\) validation, test \(fix: retrieve those splits"):
+        evaluate_runs([tmp_path / "runs"], tmp_path / "qrels", {"train": {"q1"}}, ("ndcg@10",), ("validation", "test"))

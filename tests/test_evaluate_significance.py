@@ -48,7 +48,7 @@ def test_unknown_baseline_lists_the_runs() -> None:
 
 
 def test_significance_metric_must_be_evaluated() -> None:
-    with pytest.raises(ConfigError, match="significance_metric 'map@10' is not among evaluate.metrics"):
+    with pytest.raises(ConfigError, match=r"^evaluate\.significance_metric: is not among evaluate\.metrics, got 'map@10'"):
         EvaluateConfig(metrics=("ndcg@10",), baseline="bm25", significance_metric="map@10")
 
 

@@ -183,21 +183,22 @@ def test_make_miner_builds_each_type():
 
 
 def test_make_miner_unknown_type_lists_valid_types():
-    with pytest.raises(ConfigError, match=r"unknown miner type 'bm25' \(fix: use one of: iterative-hard, mixed, random, retriever-hard\)"):
+    expected = r"^miners\.n1\.type: unknown miner type, got 'bm25' \(fix: use one of: iterative-hard, mixed, random, retriever-hard\)$"
+    with pytest.raises(ConfigError, match=expected):
         make_miner("n1", {"type": "bm25"})
 
 
 def test_make_miner_errors():
-    with pytest.raises(ConfigError, match=r"miner 'n1' has no 'type'"):
+    with pytest.raises(ConfigError, match=r"^miners\.n1\.type: missing"):
         make_miner("n1", {"run": "bm25"})
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['depth'\] in miners\.n1"):
+    with pytest.raises(ConfigError, match=r"^miners\.n1\.depth: unknown key"):
         make_miner("n1", {"type": "retriever-hard", "depth": 3})
-    with pytest.raises(ConfigError, match=r"hard_ratio must be in \[0, 1\], got 2"):
+    with pytest.raises(ConfigError, match=r"^miners\.n3\.hard_ratio: must be in \[0, 1\], got 2"):
         make_miner("n3", {"type": "mixed", "hard_ratio": 2})
 
 
 def test_num_negatives_must_be_positive():
-    with pytest.raises(ConfigError, match=r"num_negatives must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"^mine\.num_negatives: must be >= 1, got 0"):
         MineConfig(num_negatives=0)
 
 

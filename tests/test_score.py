@@ -136,5 +136,5 @@ def test_missing_run_for_a_split(minilm_scorer_factory, tmp_path):
 
 
 def test_top_k_must_be_positive():
-    with pytest.raises(ConfigError, match=r"score top_k must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"^score\.top_k: must be >= 1, got 0"):
         ScoreConfig(top_k=0)

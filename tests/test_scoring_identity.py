@@ -253,3 +253,16 @@ def test_a_causal_lm_is_refused(tmp_path):
     (tmp_path / "llm" / "config.json").write_text(json.dumps({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3"}))
     with pytest.raises(ConfigError, match=r"is a causal LM \(Qwen3ForCausalLM\).*\(fix: give a cross-encoder"):
         PairScorer(str(tmp_path / "llm"), 32, device="cpu")
+
+
+def test_the_stage_runner_s_marker_is_not_part_of_the_key(tmp_path):
+    """Every output folder holds the runner's marker file; a model folder's key must not depend on it."""
+    from rerank_lab.io.outputs import MARKER
+    from rerank_lab.scoring import model_key
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"architectures": ["BertForSequenceClassification"], "num_labels": 1}')
+    before = model_key(str(folder))
+    (folder / MARKER).write_text("rerank-lab train\n")
+    assert model_key(str(folder)) == before

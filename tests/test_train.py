@@ -378,7 +378,9 @@ def test_fingerprint_follows_every_setting():
 
 def test_unknown_loss_lists_the_valid_names():
     valid = "bce, ce, cmnrl, lambda, listmle, listnet, margin_mse, mnrl, mse, plistmle, ranknet"
-    with pytest.raises(ConfigError, match=rf"unknown loss 'hinge' \(fix: use one of: {valid}\)"):
+    with pytest.raises(
+        ConfigError, match=rf"^train\.loss: unknown loss, got 'hinge' \(fix: (did you mean '\w+'\? )?use one of: {valid}\)$"
+    ):
         TrainConfig(regime="listwise", loss="hinge")
 
 
@@ -392,13 +394,13 @@ def test_unknown_loss_lists_the_valid_names():
     ],
 )
 def test_loss_must_fit_the_regime(regime, loss, valid):
-    with pytest.raises(ConfigError, match=rf"loss '{loss}' does not fit regime '{regime}' \(fix: use one of: {valid}\)"):
+    with pytest.raises(ConfigError, match=rf"^train\.loss: does not fit regime '{regime}', got '{loss}' \(fix: use one of: {valid}\)$"):
         TrainConfig(regime=regime, loss=loss, teacher="t")
 
 
 def test_unknown_regime_lists_the_valid_ones():
     valid = "off-the-shelf, binary, pairwise, listwise, curriculum, distillation"
-    with pytest.raises(ConfigError, match=rf"unknown regime 'R3' \(fix: use one of: {valid}\)"):
+    with pytest.raises(ConfigError, match=rf"^train\.regime: unknown regime, got 'R3' \(fix: use one of: {valid}\)$"):
         TrainConfig(regime="R3")
 
 
@@ -407,29 +409,31 @@ def test_default_loss_is_the_regime_s_first():
 
 
 def test_distillation_needs_a_teacher():
-    with pytest.raises(ConfigError, match=r"distillation needs train\.teacher"):
+    with pytest.raises(ConfigError, match=r"^train\.teacher: is needed by distillation: .*, got null \(fix: run teacher-score"):
         TrainConfig(regime="distillation", loss="mse")
 
 
 @pytest.mark.parametrize("warmup", ["listnet", "mnrl", "mse", "ce"])
 def test_curriculum_warmup_must_be_pointwise(warmup):
-    with pytest.raises(ConfigError, match=rf"warmup_loss '{warmup}' is not pointwise \(fix: use bce\)"):
+    with pytest.raises(ConfigError, match=rf"^train\.warmup_loss: is not pointwise, got '{warmup}' \(fix: use bce\)$"):
         TrainConfig(regime="curriculum", warmup_loss=warmup)
 
 
 def test_curriculum_unknown_warmup_lists_the_valid_names():
-    with pytest.raises(ConfigError, match=r"unknown loss 'hinge' \(fix: use one of: bce, ce,"):
+    with pytest.raises(
+        ConfigError, match=r"^train\.warmup_loss: unknown loss, got 'hinge' \(fix: (did you mean '\w+'\? )?use one of: bce, ce,"
+    ):
         TrainConfig(regime="curriculum", warmup_loss="hinge")
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5])
 def test_curriculum_fraction_must_lie_strictly_between_0_and_1(fraction):
-    with pytest.raises(ConfigError, match=rf"curriculum_fraction must be in \(0, 1\), got {fraction}"):
+    with pytest.raises(ConfigError, match=rf"^train\.curriculum_fraction: must be in \(0, 1\), got {fraction}"):
         TrainConfig(regime="curriculum", curriculum_fraction=fraction)
 
 
 def test_list_size_needs_a_positive_and_a_negative():
-    with pytest.raises(ConfigError, match=r"list_size must be >= 2 .*got 1"):
+    with pytest.raises(ConfigError, match=r"^train\.list_size: must be >= 2, got 1"):
         TrainConfig(list_size=1)
 
 
@@ -658,5 +662,5 @@ def test_max_queries_is_not_a_drop():
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.5])
 def test_max_drop_fraction_must_be_a_share(fraction):
-    with pytest.raises(ConfigError, match=rf"max_drop_fraction must be in \[0, 1\], got {fraction}"):
+    with pytest.raises(ConfigError, match=rf"^train\.max_drop_fraction: must be in \[0, 1\], got {fraction}"):
         TrainConfig(max_drop_fraction=fraction)

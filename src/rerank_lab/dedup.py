@@ -19,10 +19,12 @@ before and after, per filtered split.
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import datasets
 
-from rerank_lab.config import DedupConfig
+from rerank_lab.config import DedupConfig, convert_config, parse, section
 from rerank_lab.drops import check_drop
 from rerank_lab.schema import text_hash
 
@@ -74,3 +76,21 @@ def dedup(dd: datasets.DatasetDict, cfg: DedupConfig, fmt: str, path: str | None
             }
         )
     return datasets.DatasetDict(out), metrics
+
+
+# --- the stage contract (rerank_lab.stage) ------------------------------------------------------
+
+
+def configure(params: dict[str, Any], source: str) -> tuple[DedupConfig, str]:
+    """The ``dedup`` section and the source's format (``convert.sources.<source>.format``)."""
+    return parse(DedupConfig, section(params, "dedup"), "dedup"), convert_config(params, source).format
+
+
+def run(cfg: tuple[DedupConfig, str], inputs: dict[str, Any], outputs: dict[str, Path]) -> dict[str, float]:
+    """``--input`` filtered into ``--output``."""
+    from rerank_lab.io.datasets import load_dataset, save_dataset
+
+    dedup_cfg, fmt = cfg
+    filtered, metrics = dedup(load_dataset(inputs["input"]), dedup_cfg, fmt, path=str(inputs["input"]))
+    save_dataset(filtered, outputs["output"])
+    return metrics

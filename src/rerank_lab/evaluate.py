@@ -26,9 +26,11 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytrec_eval
 
+from rerank_lab.config import EvaluateConfig, parse, section
 from rerank_lab.errors import ConfigError, InputError, unknown_name
 from rerank_lab.io.atomic import atomic_dir, write_text
 from rerank_lab.io.qrels import Qrels, read_qrels
@@ -154,6 +156,12 @@ def evaluate_runs(
                 fer = false_evidence_rate(run, no_evidence, threshold=-math.inf)
                 summary[name][split]["false_evidence_rate"] = round(fer, 6)
             rows += [(name, split, qid, v) for qid, v in values.items()]
+    if not summary:  # runs exist, but none for the splits asked for: an empty metrics file would pass silently
+        raise InputError(
+            f"no run has a file for the split(s) {', '.join(splits)}",
+            path=", ".join(map(str, run_roots)),
+            fix="retrieve those splits (retrieve.splits, score.splits) or evaluate the splits the runs have",
+        )
     return summary, rows
 
 
@@ -272,7 +280,14 @@ def calibration_summary(
 def write_evaluation(
     summary: dict, rows: list, metrics: tuple[str, ...], metrics_path: Path, per_query_dir: Path, bins: list | None = None
 ) -> None:
-    """Write the DVC metrics JSON, ``per_query.tsv`` and ``reliability.tsv`` atomically."""
+    """Write the DVC metrics JSON, ``per_query.tsv`` and ``reliability.tsv`` atomically (each on its own:
+    the stage commits them together through rerank_lab.stage instead)."""
+    write_per_query(rows, metrics, per_query_dir, bins)
+    write_text(metrics_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def write_per_query(rows: list, metrics: tuple[str, ...], per_query_dir: Path, bins: list | None = None) -> None:
+    """Write ``per_query.tsv`` and (with ``bins``) ``reliability.tsv`` into ``per_query_dir`` atomically."""
     with atomic_dir(per_query_dir) as tmp:
         lines = ["run\tsplit\tquery_id\t" + "\t".join(metrics)]
         lines += [f"{r}\t{s}\t{q}\t" + "\t".join(repr(v[m]) for m in metrics) for r, s, q, v in rows]
@@ -282,7 +297,6 @@ def write_evaluation(
             lines = ["run\tsplit\tprobability\t" + "\t".join(cols)]
             lines += [f"{r}\t{s}\t{k}\t" + "\t".join("" if b[c] is None else repr(b[c]) for c in cols) for r, s, k, b in bins]
             write_text(tmp / "reliability.tsv", "\n".join(lines) + "\n")
-    write_text(metrics_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def false_evidence_rate(run: Run, no_evidence_queries: set[str], threshold: float) -> float:
@@ -303,3 +317,46 @@ def false_evidence_rate(run: Run, no_evidence_queries: set[str], threshold: floa
         )
     flagged = sum(1 for qid in no_evidence_queries if any(score >= threshold for score in run.get(qid, {}).values()))
     return flagged / len(no_evidence_queries)
+
+
+# --- the stage contract (rerank_lab.stage) ------------------------------------------------------
+
+
+def configure(params: dict[str, Any]) -> EvaluateConfig:
+    """The ``evaluate`` section."""
+    return parse(EvaluateConfig, section(params, "evaluate"), "evaluate")
+
+
+def run(cfg: EvaluateConfig, inputs: dict[str, Any], outputs: dict[str, Path]) -> dict:
+    """Every run under ``--runs`` on ``cfg.splits`` (with paired tests against the baseline and ECE
+    of ``--probabilities``); per-query values into ``--output``, the summary is the metrics."""
+    from rerank_lab.io.datasets import load_dataset
+
+    dd = load_dataset(inputs["dataset"])
+    ids = {s: set(dd[s]["id"]) for s in dd}
+    summary, rows = evaluate_runs(list(inputs["runs"]), inputs["qrels"], ids, cfg.metrics, cfg.splits)
+    if cfg.baseline:  # one call with every reference: the Holm family is all of its comparisons on a split
+        compare_to_baseline(
+            summary, rows, cfg.baseline, cfg.significance_metric, cfg.n_resamples, cfg.confidence, cfg.seed, compare_also=cfg.compare_also
+        )
+    bins = calibration_summary(summary, list(inputs["probabilities"] or ()), inputs["qrels"], cfg.splits, cfg.n_bins)
+    write_per_query(rows, cfg.metrics, outputs["output"], bins)
+    return summary
+
+
+def describe(cfg: EvaluateConfig, summary: dict) -> str:
+    """One line per run and split: the metrics, and the paired test against the baseline."""
+    lines = []
+    for run_name, splits in summary.items():
+        for split, values in splits.items():
+            sig = values.get(f"vs_{cfg.baseline}")
+            extra = (
+                f"  vs {cfg.baseline}: {sig['delta']:+.4f} [{sig['ci_low']:+.4f}, {sig['ci_high']:+.4f}] "
+                f"p={sig['p_randomization']:.4f} (Holm {sig['p_randomization_holm']:.4f})"
+                if sig
+                else ""
+            )
+            more = "".join(f"  {k} {values[k]:.4f}" for k in ("false_evidence_rate", "ece") if k in values)
+            shown = "  ".join(f"{m} {values[m]:.4f}" for m in cfg.metrics if m in values)
+            lines.append(f"{run_name:>16} {split:<10} " + shown + more + extra)
+    return "\n".join(lines)

@@ -8,13 +8,15 @@ seed gives byte-identical output.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import datasets
+from pydantic import Field
 
-from rerank_lab.errors import ConfigError, InputError
+from rerank_lab.config import ListOf, Split, params_model, parse, section
+from rerank_lab.errors import InputError
 from rerank_lab.io.datasets import load_corpus
 from rerank_lab.io.qrels import read_qrels
 from rerank_lab.io.trec import Run, read_run
@@ -24,19 +26,14 @@ from rerank_lab.schema import TEACHER_PREFIX, passage_text
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("mine")
 class MineConfig:
     """The ``mine`` section: which ``miners.<name>`` entry, how many negatives, where."""
 
-    miner: str = "mixed"
-    num_negatives: int = 7
+    miner: str = Field("mixed", min_length=1)
+    num_negatives: int = Field(7, ge=1)
     seed: int = 42
-    splits: tuple[str, ...] = ("train", "validation")
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "splits", tuple(self.splits))
-        if self.num_negatives < 1:
-            raise ConfigError(f"num_negatives must be >= 1, got {self.num_negatives}", fix="e.g. 7")
+    splits: ListOf[Split] = Field(("train", "validation"), min_length=1)
 
 
 def load_runs(runs_root: Path, names: set[str], split: str, known: set[str]) -> dict[str, Run]:
@@ -110,3 +107,31 @@ def mine(
         metrics[f"{split}_rows_short_of_negatives"] = short
         log.info("%s: mined %d negatives for %d rows", split, metrics[f"{split}_negatives"], len(rows))
     return datasets.DatasetDict(out), metrics
+
+
+# --- the stage contract (rerank_lab.stage) ------------------------------------------------------
+
+
+def configure(params: dict[str, Any]) -> tuple[MineConfig, Any]:
+    """The ``mine`` section and the built ``miners.<mine.miner>`` entry."""
+    from rerank_lab.miners import make_miner
+
+    cfg = parse(MineConfig, section(params, "mine"), "mine")
+    return cfg, make_miner(cfg.miner, section(params, f"miners.{cfg.miner}"))
+
+
+def run(cfg: tuple[MineConfig, Any], inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, float]:
+    """``--input`` with negatives appended, into ``--output``; a reranking miner scores through ``--cache``."""
+    from rerank_lab.io.datasets import load_dataset, save_dataset
+    from rerank_lab.models import require_declared
+
+    mine_cfg, miner = cfg
+    scorers = {}
+    if getattr(miner, "model", None):
+        from rerank_lab.scoring import PairScorer, ScoreCache
+
+        require_declared(str(miner.model), inputs["models"], f"miners.{mine_cfg.miner}.model")
+        scorers[miner.model] = PairScorer(miner.model, miner.max_length, cache=ScoreCache(outputs.get("cache")))
+    mined, metrics = mine(load_dataset(inputs["input"]), miner, mine_cfg, inputs["corpus"], inputs["qrels"], inputs["runs"], scorers)
+    save_dataset(mined, outputs["output"])
+    return metrics

@@ -367,3 +367,25 @@ def build_report(repo: Path, out: Path, base: str = "main", all_commits: bool = 
         "plots": [p for p, _ in plots],
         "metrics_changed": len(metrics_diff),
     }
+
+
+# --- the command's contract (rerank_lab.stage; report is no DVC stage, but writes the same way) ---
+
+
+def configure(params: dict[str, Any], base: str, all_commits: bool, output: str) -> tuple[str, bool, str]:
+    """The diff base, whether every commit's experiments count, and where the report goes (for the
+    message); report reads no params."""
+    return base, all_commits, output
+
+
+def run(cfg: tuple[str, bool, str], inputs: dict[str, Any], outputs: dict[str, Path]) -> dict[str, Any]:
+    """The report of the repository ``--repo`` into ``--output``."""
+    base, all_commits, _ = cfg
+    return build_report(inputs["repo"], outputs["output"], base, all_commits)
+
+
+def describe(cfg: tuple[str, bool, str], written: dict[str, Any]) -> str:
+    return (
+        f"{cfg[2]}/report.md: {written['experiments']} revisions, {written['leaderboard_rows']} leaderboard rows, "
+        f"{written['metrics_changed']} metrics changed vs {cfg[0]}, plots: {', '.join(written['plots']) or 'none'}"
+    )

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
+from rerank_lab.config import RetrieveConfig, convert_config, parse, section
 from rerank_lab.errors import InputError
 from rerank_lab.io.atomic import atomic_dir
 from rerank_lab.io.datasets import load_corpus, split_queries
 from rerank_lab.io.trec import Run, ranked, read_run, write_run
 from rerank_lab.retrievers.base import Retriever
 from rerank_lab.schema import passage_text
+from rerank_lab.stage import Hooks
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +87,63 @@ def fuse_runs(fusion, run_dirs: list[Path], depth: int, out: str | Path, tag: st
                 runs.append(read_run(path))
             write_run(fusion.fuse(runs), tmp / f"{split}.trec", tag=tag, depth=depth)
     return splits
+
+
+# --- the three stages' contracts (rerank_lab.stage) ---------------------------------------------
+
+
+def _declared(model: Any, models: Path | None, key: str) -> None:
+    """A retriever's local model folder lies under the stage's declared ``--models`` input."""
+    from rerank_lab.models import require_declared
+
+    if getattr(model, "model", None):
+        require_declared(str(model.model), models, key)
+
+
+def configure_index(params: dict[str, Any], retriever: str) -> tuple[str, Retriever]:
+    """The ``retrievers.<retriever>`` entry, built."""
+    from rerank_lab.retrievers import make_retriever
+
+    return retriever, make_retriever(retriever, section(params, f"retrievers.{retriever}"))
+
+
+def run_index(cfg: tuple[str, Retriever], inputs: dict[str, Any], outputs: dict[str, Path]) -> None:
+    """``--corpus`` indexed into ``--output``."""
+    name, model = cfg
+    _declared(model, inputs["models"], f"retrievers.{name}.model")
+    build_index(model, inputs["corpus"], outputs["output"])
+
+
+def configure_retrieve(params: dict[str, Any], retriever: str, source: str | None) -> tuple[RetrieveConfig, str, Retriever, bool]:
+    """The ``retrieve`` section, the built retriever, and the source's ``remove_query`` (off without one)."""
+    from rerank_lab.retrievers import make_retriever
+
+    cfg = parse(RetrieveConfig, section(params, "retrieve"), "retrieve")
+    model = make_retriever(retriever, section(params, f"retrievers.{retriever}"))
+    return cfg, retriever, model, source is not None and convert_config(params, source).remove_query
+
+
+def run_retrieve(cfg: tuple[RetrieveConfig, str, Retriever, bool], inputs: dict[str, Any], outputs: dict[str, Path]) -> None:
+    """Every split of ``--dataset`` searched in ``--index``; one run file per split in ``--output``."""
+    retrieve_cfg, name, model, remove_query = cfg
+    _declared(model, inputs["models"], f"retrievers.{name}.model")
+    splits, depth = retrieve_cfg.splits, retrieve_cfg.depth
+    run_retriever(model, inputs["index"], inputs["dataset"], splits, depth, outputs["output"], tag=name, remove_query=remove_query)
+
+
+def configure_fuse(params: dict[str, Any], fusion: str) -> tuple[RetrieveConfig, str, Any]:
+    """The ``retrieve`` section (its depth) and the built ``fusions.<fusion>`` entry."""
+    from rerank_lab.retrievers import make_fusion
+
+    return parse(RetrieveConfig, section(params, "retrieve"), "retrieve"), fusion, make_fusion(fusion, section(params, f"fusions.{fusion}"))
+
+
+def run_fuse(cfg: tuple[RetrieveConfig, str, Any], inputs: dict[str, Any], outputs: dict[str, Path]) -> None:
+    """The runs named by the fusion, read from ``--runs``, fused into ``--output``."""
+    retrieve_cfg, name, fusion = cfg
+    fuse_runs(fusion, [inputs["runs"] / run for run in fusion.runs], retrieve_cfg.depth, outputs["output"], tag=name)
+
+
+INDEX = Hooks(configure_index, run_index)
+RETRIEVE = Hooks(configure_retrieve, run_retrieve)
+FUSE = Hooks(configure_fuse, run_fuse)

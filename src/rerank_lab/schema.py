@@ -19,13 +19,22 @@ column                        meaning
 It is saved with :meth:`datasets.DatasetDict.save_to_disk` (splits ``train``, ``validation``,
 ``test``). A **corpus** (``id, title, text, context_spans``) backs retrieval; its spans lie in
 :func:`passage_text`, the string every retriever and reranker sees.
+
+**Ids** (query ids, doc ids, ``text_ids``) are one token each: not empty, no white space, no
+control characters -- they become columns of the TREC run and qrels files this tool writes, and
+one space in an id would shift every column after it (:func:`id_problem`). Every reader of an
+input file takes its ids through :func:`as_id` and its text fields through :func:`as_text`, so a
+``null``, a number or a list where a string belongs is refused where it is read, with its line.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TypedDict
 
 import datasets
@@ -81,6 +90,101 @@ class Document(TypedDict):
     title: str
     text: str
     context_spans: list[list[int]]
+
+
+# white space (what str.split() splits on), C0/C1 control characters and lone surrogates
+_BAD_ID_CHAR = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+ID_FIX = "ids are single tokens: replace white space and control characters (e.g. with _) in the file and in every file that names the id"
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an id, or None when it can.
+
+    >>> id_problem("MED-10") is None
+    True
+    >>> id_problem("doc 7")
+    "contains white space (' ' at position 3)"
+    >>> id_problem("d\\x00")
+    "contains a control character ('\\\\x00' at position 1)"
+    >>> id_problem("")
+    'is empty'
+    """
+    if not value:
+        return "is empty"
+    m = _BAD_ID_CHAR.search(value)
+    if m is None:
+        return None
+    kind = "white space" if m.group().isspace() else "a control character"
+    return f"contains {kind} ({m.group()!r} at position {m.start()})"
+
+
+def _shown(value: object) -> str:
+    """A JSON value as the user wrote it, for an error message: ``null``, ``a list ["a"]``, ``a number 3``."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    if value is None or isinstance(value, bool):
+        return text
+    kind = {str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    return f"{kind} {text}"
+
+
+def as_id(value: object, what: str, *, path: str | Path | None = None, record: str | None = None) -> str:
+    """An id read from an input file: a string (or an integer, as SciFact writes them) that is one
+    token once surrounding white space is stripped; anything else is an :class:`InputError`.
+
+    >>> as_id(" d1 ", "document id"), as_id(42, "claim id")
+    ('d1', '42')
+    >>> as_id(None, "_id", path="corpus.jsonl", record="line 3")
+    Traceback (most recent call last):
+    ...
+    rerank_lab.errors.InputError: corpus.jsonl: line 3: _id must be a string, got null (fix: ...)
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InputError(
+            f"{what} must be a string, got {_shown(value)}", path=path, record=record, fix=f'write the {what} as a string, e.g. "d1"'
+        )
+    text = str(value).strip()
+    problem = id_problem(text)
+    if problem:
+        fix = f"give every record a {what}" if not text else ID_FIX
+        raise InputError(f"{what} {text!r} {problem}" if text else f"empty {what}", path=path, record=record, fix=fix)
+    return text
+
+
+def as_text(value: object, what: str, *, path: str | Path | None = None, record: str | None = None) -> str:
+    """A text field read from an input file: a string, never ``null``, a number, a list or an object
+    (which ``str()`` would silently turn into ``"None"`` or a Python repr).
+
+    >>> as_text("Aspirin.", "text")
+    'Aspirin.'
+    >>> as_text(["a", "b"], "title", path="corpus.jsonl", record="line 2")
+    Traceback (most recent call last):
+    ...
+    rerank_lab.errors.InputError: corpus.jsonl: line 2: title must be a string, got a list ["a", "b"] (fix: ...)
+    """
+    if not isinstance(value, str):
+        raise InputError(
+            f"{what} must be a string, got {_shown(value)}",
+            path=path,
+            record=record,
+            fix=f'write the {what} as one JSON string ("" when there is none)' if value is None else f"write the {what} as one JSON string",
+        )
+    return value
+
+
+def as_list(value: object, what: str, *, path: str | Path | None = None, record: str | None = None) -> list:
+    """A list field read from an input file; a string is refused rather than iterated by character.
+
+    >>> as_list("1", "cited_doc_ids", record="line 4")
+    Traceback (most recent call last):
+    ...
+    rerank_lab.errors.InputError: line 4: cited_doc_ids must be a list, got a string "1" (fix: ...)
+    """
+    if not isinstance(value, list):
+        raise InputError(
+            f"{what} must be a list, got {_shown(value)}", path=path, record=record, fix=f"write {what} as a JSON list, e.g. [...]"
+        )
+    return value
 
 
 def passage_text(title: str, text: str) -> str:
@@ -149,8 +253,12 @@ def validate_example(row: Example, *, path: str | None = None, split: str = "") 
     where = f"{split} " if split else ""
     if not rid:
         raise InputError("row without an id", path=path, record=f"{where}row", fix="give every row a unique id")
+    if not isinstance(rid, str) or id_problem(rid):
+        problem = id_problem(rid) if isinstance(rid, str) else f"is not a string ({type(rid).__name__})"
+        raise InputError(f"row id {rid!r} {problem}", path=path, record=f"{where}row", fix=ID_FIX)
     where += f"record {rid}"
-    if not (row.get("query") or "").strip():
+    query = row.get("query")
+    if not isinstance(query, str) or not query.strip():
         raise InputError("empty query text", path=path, record=where, fix="drop the query or give it text")
     texts = row["texts"]
     n = len(texts)
@@ -165,9 +273,12 @@ def validate_example(row: Example, *, path: str | None = None, split: str = "") 
                 record=where,
                 fix="every per-text list must line up with 'texts'",
             )
-    for i, (text, spans, label) in enumerate(zip(texts, row["context_spans"], row["labels"])):
-        if not text:
+    for i, (text, text_id, spans, label) in enumerate(zip(texts, row["text_ids"], row["context_spans"], row["labels"])):
+        if not isinstance(text, str) or not text:
             raise InputError(f"text {i} is empty", path=path, record=where, fix="drop empty passages")
+        problem = id_problem(text_id) if isinstance(text_id, str) else "is not a string"
+        if problem:
+            raise InputError(f"text id {text_id!r} of text {i} {problem}", path=path, record=where, fix=ID_FIX)
         if label not in (0, 1):
             raise InputError(f"label {label!r} of text {i} is not 0 or 1", path=path, record=where, fix="labels are binary")
         _check_spans(spans, len(text), f"{where}, text {i}", path)
@@ -179,6 +290,16 @@ def validate_example(row: Example, *, path: str | None = None, split: str = "") 
                 record=where,
                 fix="context_spans_relevance must line up with context_spans",
             )
+    for col in per_text:
+        if col.startswith(TEACHER_PREFIX):
+            bad = [(i, x) for i, x in enumerate(row[col]) if not isinstance(x, int | float) or not math.isfinite(x)]
+            if bad:
+                raise InputError(
+                    f"column {col!r} holds {bad[0][1]!r} for text {bad[0][0]}",
+                    path=path,
+                    record=where,
+                    fix="teacher scores are finite numbers: rescore the texts or drop the column",
+                )
 
 
 def validate_dataset(dd: datasets.DatasetDict, path: str | None = None) -> None:
@@ -205,12 +326,17 @@ def validate_dataset(dd: datasets.DatasetDict, path: str | None = None) -> None:
 
 
 def validate_corpus(corpus: datasets.Dataset, path: str | None = None) -> None:
-    """Validate a corpus: unique non-empty ids, spans inside the passage text."""
+    """Validate a corpus: at least one document, unique one-token ids, spans inside the passage text."""
+    if len(corpus) == 0:
+        raise InputError("the corpus has no documents", path=path, fix="convert a source whose corpus holds documents")
     seen: set[str] = set()
     for doc in corpus:
         did = doc["id"]
         if not did:
             raise InputError("document without an id", path=path, fix="give every document an id")
+        problem = id_problem(did)
+        if problem:
+            raise InputError(f"document id {did!r} {problem}", path=path, record=f"doc {did!r}", fix=ID_FIX)
         if did in seen:
             raise InputError(f"duplicate document id {did!r}", path=path, record=f"doc {did}", fix="doc ids must be unique")
         seen.add(did)

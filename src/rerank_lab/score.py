@@ -11,11 +11,14 @@ model are read from the score cache instead of being recomputed.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
+from typing import Any, Literal
 
-from rerank_lab.errors import ConfigError, InputError
+from pydantic import Field
+
+from rerank_lab.config import ListOf, Split, params_model, parse, section
+from rerank_lab.errors import InputError
 from rerank_lab.io.atomic import atomic_dir
 from rerank_lab.io.scores import Scores, write_scores
 from rerank_lab.io.trec import Run, ranked, ranked_scores, read_run, write_run
@@ -24,23 +27,17 @@ from rerank_lab.schema import passage_text
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("score")
 class ScoreConfig:
     """The ``score`` section."""
 
-    runs: tuple[str, ...] = ("bm25",)
-    top_k: int = 20
-    name: str = "ce"
-    max_length: int = 256
-    batch_tokens: int = 8192
-    dtype: str = "auto"
-    splits: tuple[str, ...] = ("validation", "test")
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "runs", tuple(self.runs))
-        object.__setattr__(self, "splits", tuple(self.splits))
-        if self.top_k < 1:
-            raise ConfigError(f"score top_k must be >= 1, got {self.top_k}", fix="e.g. 20 on CPU, 100 on a GPU")
+    runs: ListOf[str] = Field(("bm25",), min_length=1)
+    top_k: int = Field(20, ge=1)  # e.g. 20 on CPU, 100 on a GPU
+    name: str = Field("ce", min_length=1)
+    max_length: int = Field(256, ge=1)
+    batch_tokens: int = Field(8192, ge=1)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    splits: ListOf[Split] = Field(("validation", "test"), min_length=1)
 
 
 # the shared cache's bookkeeping: depends on what earlier experiments scored, not on this stage's
@@ -113,3 +110,27 @@ def score_runs(cfg: ScoreConfig, scorer, runs_root: Path, queries: dict[str, dic
         write_scores(table, tmp / "scores.tsv")
     stats.update({"pairs_computed": scorer.pairs_scored, "pairs_from_cache": scorer.cache.hits, "forward_batches": scorer.forward_calls})
     return stats
+
+
+# --- the stage contract (rerank_lab.stage) ------------------------------------------------------
+
+
+def configure(params: dict[str, Any]) -> ScoreConfig:
+    """The ``score`` section."""
+    return parse(ScoreConfig, section(params, "score"), "score")
+
+
+def run(cfg: ScoreConfig, inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, float]:
+    """``--runs`` reranked by ``--model`` into ``--output`` (pairs cached in ``--cache``); the
+    metrics include :data:`VOLATILE` keys (printed, not written)."""
+    from rerank_lab.io.datasets import load_corpus, split_queries
+    from rerank_lab.scoring import PairScorer, ScoreCache
+
+    scorer = PairScorer(str(inputs["model"]), cfg.max_length, cfg.batch_tokens, cfg.dtype, cache=ScoreCache(outputs.get("cache")))
+    queries = split_queries(inputs["dataset"], cfg.splits)
+    return score_runs(cfg, scorer, inputs["runs"], queries, load_corpus(inputs["corpus"]), outputs["output"])
+
+
+def describe(cfg: ScoreConfig, stats: dict[str, float]) -> str:
+    """The shared cache's bookkeeping (kept out of the metrics file)."""
+    return "score cache: " + ", ".join(f"{k} {stats[k]}" for k in VOLATILE)

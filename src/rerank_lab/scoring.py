@@ -41,7 +41,7 @@ SCORING_VERSION = 2
 TRUNCATION = "longest_first"
 FRESH_HEAD_SEED = 0
 # Files in a model folder that hold no scoring state: our training report and the model card.
-NOT_SCORING_STATE = {"rerank_lab_train.json", "README.md"}
+NOT_SCORING_STATE = {"rerank_lab_train.json", "README.md", ".rerank-lab-output"}  # the last: the stage runner's marker (io.outputs.MARKER)
 # Folders that hold download bookkeeping (timestamps, etags), not model files.
 NOT_MODEL_DIRS = {".git", ".cache"}
 # distributions whose code computes a score: kernels, tokenization, model loading

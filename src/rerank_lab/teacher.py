@@ -9,25 +9,37 @@ Teacher types (``teachers.<name>.type``):
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
+from typing import Any, Literal
 
 import datasets
+from pydantic import Field
 
+from rerank_lab.config import ListOf, Number, params_model, parse, section
 from rerank_lab.errors import InputError
 from rerank_lab.io.trec import read_run
 from rerank_lab.registry import make
 from rerank_lab.schema import TEACHER_FEATURE, TEACHER_PREFIX
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("teacher_score")
+class TeacherScoreConfig:
+    """``teacher_score``: the ``teachers.<name>`` entries to score with, one column each."""
+
+    teachers: ListOf[str] | None = ()  # null: none, as an empty list
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "teachers", self.teachers or ())
+
+
+@params_model("teachers.<name>")
 class CrossEncoderTeacher:
     """Scores every (query, text) of a row with a cross-encoder (the engine's score: the logit, or log-odds of a 2-class head)."""
 
-    model: str = "all-MiniLM-L6-v2"
-    max_length: int = 256
-    batch_tokens: int = 8192
-    dtype: str = "auto"
+    model: str = Field("all-MiniLM-L6-v2", min_length=1)
+    max_length: int = Field(256, ge=1)
+    batch_tokens: int = Field(8192, ge=1)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
     def _scorer(self, cache):
         """One scorer per teacher and cache: the model loads once for every split."""
@@ -49,12 +61,12 @@ class CrossEncoderTeacher:
         return out
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("teachers.<name>")
 class FirstStageTeacher:
     """A first-stage run's score for each text (``missing`` where the run lacks it)."""
 
-    run: str = "bm25"
-    missing: float = 0.0
+    run: str = Field("bm25", min_length=1)
+    missing: Number = 0.0
 
     def scores(self, split: str, ds: datasets.Dataset, runs_root: Path | None, cache) -> list[list[float]]:
         if runs_root is None:
@@ -83,3 +95,25 @@ def add_teacher_scores(dd: datasets.DatasetDict, teachers: dict[str, object], ru
             ds = ds.add_column(col, values, feature=TEACHER_FEATURE)
         out[split] = ds
     return datasets.DatasetDict(out)
+
+
+# --- the stage contract (rerank_lab.stage) ------------------------------------------------------
+
+
+def configure(params: dict[str, Any]) -> dict[str, object]:
+    """The teachers ``teacher_score.teachers`` names, built from their ``teachers.<name>`` entries."""
+    cfg = parse(TeacherScoreConfig, section(params, "teacher_score"), "teacher_score")
+    return {name: make_teacher(name, section(params, f"teachers.{name}")) for name in cfg.teachers}
+
+
+def run(teachers: dict[str, object], inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+    """``--input`` with one ``teacher_scores.<name>`` column per teacher, into ``--output``."""
+    from rerank_lab.io.datasets import load_dataset, save_dataset
+    from rerank_lab.models import require_declared
+    from rerank_lab.scoring import ScoreCache
+
+    for name, teacher in teachers.items():
+        if getattr(teacher, "model", None):
+            require_declared(str(teacher.model), inputs["models"], f"teachers.{name}.model")
+    scored = add_teacher_scores(load_dataset(inputs["input"]), teachers, inputs["runs"], ScoreCache(outputs.get("cache")))
+    save_dataset(scored, outputs["output"])

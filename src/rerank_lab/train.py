@@ -55,22 +55,22 @@ import hashlib
 import json
 import logging
 import math
-import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import datasets
+from pydantic import Field
 
-from rerank_lab.drops import check_drop
+from rerank_lab.config import Number, choice_error, invalid, params_model, parse, section
 from rerank_lab.errors import ConfigError, InputError
 from rerank_lab.io.atomic import atomic_dir
 from rerank_lab.io.qrels import Qrels
-from rerank_lab.losses import loss_spec, make_loss
+from rerank_lab.losses import LOSSES, loss_spec, make_loss
 from rerank_lab.losses.curriculum import CurriculumLoss
 from rerank_lab.models import best_device, resolve_model
-from rerank_lab.schema import TEACHER_PREFIX
+from rerank_lab.train_examples import build_examples, dev_samples
 
 log = logging.getLogger(__name__)
 
@@ -82,67 +82,60 @@ REGIMES: dict[str, tuple[str, ...]] = {
     "curriculum": ("listnet", "listmle", "plistmle", "lambda", "ranknet"),
     "distillation": ("margin_mse", "mse"),
 }
-GAINS = ("graded", "binary")
+Gains = Literal["graded", "binary"]
+GAINS = get_args(Gains)
+LambdaScheme = Literal["none", "ndcg1", "ndcg2", "lambdarank", "ndcg2pp"]  # LambdaLoss's weighting schemes (rerank_lab.losses)
 # what a run reports that depends on the machine and the run's history, not on its inputs: logged,
 # kept out of the model folder and the DVC metrics file, so equal inputs give equal outputs
 VOLATILE = ("train_seconds", "resumed")
 DEV_NAME = "dev_mined"  # the training-time dev metrics: positives + mined negatives, not the first-stage pool
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("train")
 class TrainConfig:
     """The ``train`` section of params.yaml."""
 
-    model: str = "all-MiniLM-L6-v2"
-    regime: str = "listwise"
-    loss: str | None = None
+    model: str = Field("all-MiniLM-L6-v2", min_length=1)
+    regime: str = "listwise"  # a REGIMES key (checked below)
+    loss: str | None = None  # null: the regime's first loss
     warmup_loss: str = "bce"
-    curriculum_fraction: float = 0.3
+    curriculum_fraction: Number = 0.3  # in (0, 1); checked for the curriculum regime only
     teacher: str | None = None
-    lambda_scheme: str = "ndcg2pp"
-    learning_rate: float = 7e-5
-    warmup_ratio: float = 0.1
-    epochs: float = 1.0
-    batch_size: int = 8
-    list_size: int = 8
-    max_length: int = 256
-    max_queries: int | None = None
-    max_dev_queries: int = 100
-    no_positive: str = "error"  # rows without a positive (NOINFO claims) for a loss that needs one: error | skip
-    max_drop_fraction: float = 0.5  # no_positive: skip stops when it would leave out more of the train split
-    gains: str = "graded"  # list-format labels: graded (qrels grades) | binary (the 0/1 labels)
-    logging_steps: int = 10
-    save_steps: int = 100
+    lambda_scheme: LambdaScheme = "ndcg2pp"
+    learning_rate: Number = Field(7e-5, gt=0)
+    warmup_ratio: Number = Field(0.1, ge=0, le=1)
+    epochs: Number = Field(1.0, gt=0)
+    batch_size: int = Field(8, ge=1)
+    list_size: int = Field(8, ge=2)  # a positive and at least one negative
+    max_length: int = Field(256, ge=1)
+    max_queries: int | None = Field(None, ge=1)  # null: every training query
+    max_dev_queries: int = Field(100, ge=1)
+    no_positive: Literal["error", "skip"] = "error"  # rows without a positive (NOINFO claims) for a loss that needs one
+    max_drop_fraction: Number = Field(0.5, ge=0, le=1)  # no_positive: skip stops when it would leave out more of the train split
+    gains: Gains = "graded"  # list-format labels: graded (qrels grades) | binary (the 0/1 labels)
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(100, ge=1)
     seed: int = 42
 
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
-            raise ConfigError(f"unknown regime {self.regime!r}", fix=f"use one of: {', '.join(REGIMES)}")
+            raise choice_error(("regime",), self.regime, list(REGIMES), what="regime")
         loss = self.loss_name
         if self.regime != "off-the-shelf":
-            loss_spec(loss)  # unknown names list the valid ones
+            if loss not in LOSSES:
+                raise choice_error(("loss",), loss, sorted(LOSSES), what="loss")
             if loss not in REGIMES[self.regime]:
-                raise ConfigError(
-                    f"loss {loss!r} does not fit regime {self.regime!r}", fix=f"use one of: {', '.join(REGIMES[self.regime])}"
-                )
+                raise invalid(self, "loss", f"does not fit regime {self.regime!r}", fix=f"use one of: {', '.join(REGIMES[self.regime])}")
         if self.regime == "curriculum":
+            if self.warmup_loss not in LOSSES:
+                raise choice_error(("warmup_loss",), self.warmup_loss, sorted(LOSSES), what="loss")
             if loss_spec(self.warmup_loss).format != "pairs":
-                raise ConfigError(f"warmup_loss {self.warmup_loss!r} is not pointwise", fix="use bce")
+                raise invalid(self, "warmup_loss", "is not pointwise", fix="use bce")
             if not 0.0 < self.curriculum_fraction < 1.0:
-                raise ConfigError(f"curriculum_fraction must be in (0, 1), got {self.curriculum_fraction}", fix="e.g. 0.3")
+                raise invalid(self, "curriculum_fraction", "must be in (0, 1)", fix="e.g. 0.3")
         if self.regime == "distillation" and not self.teacher:
-            raise ConfigError(
-                "distillation needs train.teacher: the name of a teacher_scores.<name> column", fix="run teacher-score and name it"
-            )
-        if self.no_positive not in ("error", "skip"):
-            raise ConfigError(f"no_positive must be 'error' or 'skip', got {self.no_positive!r}", fix="use skip to leave such rows out")
-        if not 0.0 <= self.max_drop_fraction <= 1.0:
-            raise ConfigError(f"max_drop_fraction must be in [0, 1], got {self.max_drop_fraction}", fix="e.g. 0.5")
-        if self.gains not in GAINS:
-            fix = "graded trains list losses on the qrels grades, binary on the 0/1 labels"
-            raise ConfigError(f"gains must be one of {', '.join(GAINS)}, got {self.gains!r}", fix=fix)
-        if self.list_size < 2:
-            raise ConfigError(f"list_size must be >= 2 (a positive and a negative), got {self.list_size}", fix="e.g. 8")
+            fix = "run teacher-score and name its column"
+            raise invalid(self, "teacher", "is needed by distillation: the name of a teacher_scores.<name> column", fix=fix)
 
     @property
     def loss_name(self) -> str:
@@ -155,111 +148,6 @@ class TrainConfig:
 
     def fingerprint(self) -> str:
         return hashlib.sha1(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
-
-
-# --- examples -------------------------------------------------------------------------------
-
-
-def _split_row(row: dict, cfg: TrainConfig) -> tuple[list[int], list[int]]:
-    pos = [i for i, label in enumerate(row["labels"]) if label]
-    neg = [i for i, label in enumerate(row["labels"]) if not label]
-    random.Random(f"{cfg.seed}:{row['id']}").shuffle(neg)
-    return pos, neg[: cfg.list_size - 1]
-
-
-def text_gains(row: dict, qrels: Qrels | None) -> list[float]:
-    """Per text: the qrels grade of a labelled positive when it is > 0, else the 0/1 label.
-
-    >>> row = {"id": "q1", "text_ids": ["d1", "d2", "d3", "d4"], "labels": [1, 1, 0, 1]}
-    >>> text_gains(row, {"q1": {"d1": 2, "d2": 1, "d3": 2, "d4": 0}})  # d3 unlabelled, d4 graded 0
-    [2.0, 1.0, 0.0, 1.0]
-    >>> text_gains(row, None)
-    [1.0, 1.0, 0.0, 1.0]
-    """
-    judged = (qrels or {}).get(row["id"], {})
-    return [float(judged[d]) if label and judged.get(d, 0) > 0 else float(label) for d, label in zip(row["text_ids"], row["labels"])]
-
-
-def build_examples(
-    ds: datasets.Dataset, fmt: str, cfg: TrainConfig, path: str = "train split", qrels: Qrels | None = None
-) -> datasets.Dataset:
-    """Lay the contract's rows out in the format a loss trains on (see rerank_lab.losses).
-
-    ``qrels`` (this split's graded judgments) give list labels with ``gains: graded``; without
-    them a list's labels are the 0/1 labels.
-    """
-    teacher_col = f"{TEACHER_PREFIX}{cfg.teacher}" if cfg.teacher else None
-    if fmt.startswith("teacher") and teacher_col not in ds.column_names:
-        have = [c[len(TEACHER_PREFIX) :] for c in ds.column_names if c.startswith(TEACHER_PREFIX)]
-        raise InputError(
-            f"no teacher column {teacher_col!r} (teachers present: {have or 'none'})",
-            path=path,
-            fix="add it with the teacher-score stage, or set train.teacher to a present one",
-        )
-    rows = ds.to_list()
-    if cfg.no_positive == "skip" and fmt not in ("pairs", "classes", "teacher-pairs"):
-        kept = [r for r in rows if any(r["labels"])]  # pointwise losses still learn from all-negative rows
-        fix = "these rows have no positive text: check the dataset's labels, or train a pointwise loss (bce) that uses them"
-        key = "train.max_drop_fraction"
-        check_drop(len(rows), len(kept), cfg.max_drop_fraction, stage="train", split="train", key=key, fix=fix, path=path)
-        rows = kept
-    if cfg.max_queries:
-        rows = rows[: cfg.max_queries]
-    out: list[dict[str, Any]] = []
-    n_neg = cfg.list_size - 1
-    for row in rows:
-        pos, neg = _split_row(row, cfg)
-        texts, labels = row["texts"], row["labels"]
-        teacher = row.get(teacher_col) if teacher_col else None
-        if fmt in ("pairs", "classes", "teacher-pairs"):
-            for i in pos + neg:
-                target = float(teacher[i]) if fmt == "teacher-pairs" else (int(labels[i]) if fmt == "classes" else float(labels[i]))
-                out.append({"query": row["query"], "text": texts[i], "label": target})
-            continue
-        if not pos:
-            raise InputError(
-                f"query {row['id']} has no positive text, which a {fmt.split('-')[-1]}-format loss needs",
-                path=path,
-                record=f"record {row['id']}",
-                fix="drop queries without a positive (e.g. NOINFO claims) or use a pointwise loss (bce)",
-            )
-        if fmt == "lists":
-            gains = text_gains(row, qrels) if cfg.gains == "graded" else [float(x) for x in labels]
-            for p in pos:
-                lower = [i for i in pos if gains[i] < gains[p]]  # empty with binary gains
-                random.Random(f"{cfg.seed}:{row['id']}:{p}").shuffle(lower)
-                idx = ([p, *lower[: (cfg.list_size - 1) // 2], *neg])[: cfg.list_size]
-                out.append({"query": row["query"], "docs": [texts[i] for i in idx], "labels": [gains[i] for i in idx]})
-            continue
-        if len(neg) < n_neg:
-            raise InputError(
-                f"query {row['id']} has {len(neg)} negatives, the loss needs {n_neg}",
-                path=path,
-                record=f"record {row['id']}",
-                fix="mine more negatives (mine.num_negatives) or lower train.list_size",
-            )
-        for p in pos:
-            ex = {"query": row["query"], "positive": texts[p], **{f"negative_{j + 1}": texts[i] for j, i in enumerate(neg)}}
-            if fmt == "teacher-groups":
-                ex["label"] = [float(teacher[i]) for i in [p, *neg]]
-            out.append(ex)
-    if not out:
-        raise InputError("no training examples", path=path, fix="check that the train split has rows with texts")
-    return datasets.Dataset.from_list(out)
-
-
-def dev_samples(ds: datasets.Dataset | None, limit: int) -> list[dict]:
-    """Validation rows as CrossEncoderRerankingEvaluator samples (rows with a positive only)."""
-    if ds is None:
-        return []
-    samples = []
-    for row in ds.to_list():
-        pos = [t for t, label in zip(row["texts"], row["labels"]) if label]
-        if pos and len(pos) < len(row["texts"]):
-            samples.append({"query": row["query"], "positive": pos, "documents": list(row["texts"])})
-        if len(samples) == limit:
-            break
-    return samples
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -412,3 +300,34 @@ def write_plots(history: list[dict[str, Any]], folder: Path) -> None:
         dev = ["step\t" + "\t".join(k.removeprefix("eval_") for k in dev_keys)]
         dev += [f"{h['step']}\t" + "\t".join(str(h.get(k, "")) for k in dev_keys) for h in history if any(k in h for k in dev_keys)]
         (tmp / "dev.tsv").write_text("\n".join(dev) + "\n")
+
+
+# --- the stage contract (rerank_lab.stage) ------------------------------------------------------
+
+
+def configure(params: dict[str, Any]) -> TrainConfig:
+    """The ``train`` section."""
+    return parse(TrainConfig, section(params, "train"), "train")
+
+
+def run(cfg: TrainConfig, inputs: dict[str, Any], outputs: dict[str, Path]) -> dict[str, float]:
+    """Train on ``--dataset`` (grades from ``--qrels``) into ``--output`` and ``--plots``, resuming
+    from ``--checkpoints``; the metrics include :data:`VOLATILE` keys (printed, not written)."""
+    from rerank_lab.io.datasets import load_dataset
+    from rerank_lab.io.qrels import read_qrels
+    from rerank_lab.models import require_declared
+
+    require_declared(cfg.model, inputs["models"], "train.model")
+    dd = load_dataset(inputs["dataset"])
+    qrels = None
+    if inputs["qrels"] is not None:  # the graded judgments: one <split>.tsv per split the dataset has
+        files = {split: inputs["qrels"] / f"{split}.tsv" for split in dd}
+        qrels = {split: read_qrels(f) for split, f in files.items() if f.is_file()}
+    metrics, history = train(cfg, dd, outputs["output"], outputs["checkpoints"], str(inputs["dataset"]), qrels=qrels)
+    write_plots(history, outputs["plots"])
+    return metrics
+
+
+def describe(cfg: TrainConfig, metrics: dict[str, float]) -> str:
+    """What the run cost (kept out of the metrics file)."""
+    return "train: " + ", ".join(f"{k} {metrics[k]}" for k in VOLATILE if k in metrics)

@@ -58,7 +58,7 @@ def test_only_list_format_losses_use_grades():
 
 
 def test_gains_must_be_graded_or_binary():
-    with pytest.raises(ConfigError, match=r"gains must be one of graded, binary, got 'ndcg' \(fix: graded trains list losses on the qrels"):
+    with pytest.raises(ConfigError, match=r"^train\.gains: unknown value, got 'ndcg' \(fix: use one of: graded, binary\)$"):
         TrainConfig(gains="ndcg")
 
 

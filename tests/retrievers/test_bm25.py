@@ -151,7 +151,7 @@ def test_pyserini_scores_differ_only_by_its_rounding(searched):
 
 
 def test_unknown_tie_break_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown tie_break 'lucene' \(fix: use one of: anserini, trec_eval\)"):
+    with pytest.raises(ConfigError, match=r"tie_break: unknown value, got 'lucene' \(fix: use one of: anserini, trec_eval\)$"):
         PyseriniBM25(tie_break="lucene")
 
 

@@ -61,10 +61,11 @@ def test_fuse_runs_writes_every_split(tmp_path):
 
 
 def test_weights_and_runs_length_mismatch():
-    with pytest.raises(ConfigError, match=r"weighted fusion has 2 runs but 3 weights \(fix: give one weight per run\)"):
+    expected = r"weights: must list one weight per run \(2 runs\), got \[0\.2, 0\.3, 0\.5\] \(fix: give one weight per run\)"
+    with pytest.raises(ConfigError, match=expected):
         WeightedFusion(runs=("bm25", "dense"), weights=(0.2, 0.3, 0.5))
 
 
 def test_unknown_norm():
-    with pytest.raises(ConfigError, match=r"unknown normalisation 'l2' \(fix: use one of: min-max, max, sum, zmuv, rank, borda\)"):
+    with pytest.raises(ConfigError, match=r"norm: unknown value, got 'l2' \(fix: use one of: min-max, max, sum, zmuv, rank, borda\)"):
         WeightedFusion(norm="l2")

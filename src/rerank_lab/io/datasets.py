@@ -54,6 +54,9 @@ def _load(path: str | Path, what: str):
     p = Path(path)
     if not p.exists():
         raise InputError(f"no {what} here", path=p, fix="run the stage that writes it first (dvc repro)")
+    if p.is_dir() and (p / "state.json").is_file() and not any(p.glob("*.arrow")):
+        # a Dataset saved with no rows has no shard; datasets then fails with "list index out of range"
+        raise InputError(f"the {what} holds no rows", path=p, fix="rewrite it with the stage that writes it (it refuses empty data now)")
     try:
         return datasets.load_from_disk(str(p))
     except Exception as exc:  # datasets raises several types for a damaged folder

@@ -58,7 +58,11 @@ def write_run(run: Run, path: str | Path, tag: str, depth: int | None = None) ->
 
 
 def read_run(path: str | Path) -> Run:
-    """Read a TREC run; malformed lines are reported with their number."""
+    """Read a TREC run; malformed lines are reported with their number.
+
+    Scores must be finite (NaN and +-inf have no place in a ranking), and a run must hold at least
+    one line: an empty run would score 0 on every query without a word.
+    """
     run: Run = {}
     for no, line in enumerate(read_lines(path), start=1):
         if not line.strip():
@@ -78,9 +82,20 @@ def read_run(path: str | Path) -> Run:
             raise InputError(
                 f"score {score!r} is not a number", path=path, record=f"line {no}", fix="the fifth column is the score"
             ) from None
-        if math.isnan(value):
-            raise InputError("score is NaN", path=path, record=f"line {no}", fix="check the model that produced the run")
+        if not math.isfinite(value):
+            raise InputError(
+                f"score is {'NaN' if math.isnan(value) else score}",
+                path=path,
+                record=f"line {no}",
+                fix="check the model that produced the run",
+            )
         if did in run.get(qid, {}):
             raise InputError(f"doc {did} appears twice for query {qid}", path=path, record=f"line {no}", fix="one line per (query, doc)")
         run.setdefault(qid, {})[did] = value
+    if not run:
+        raise InputError(
+            "empty run file (no result lines)",
+            path=path,
+            fix="rerun the stage that writes it (dvc repro); a run needs one line per retrieved doc",
+        )
     return run

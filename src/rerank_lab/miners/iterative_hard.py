@@ -2,37 +2,32 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
-from rerank_lab.errors import ConfigError
+from pydantic import Field
+
+from rerank_lab.config import Number, invalid, params_model
 from rerank_lab.io.trec import ranked
 from rerank_lab.miners.base import MineContext
-from rerank_lab.miners.retriever_hard import margin_filter
+from rerank_lab.miners.retriever_hard import check_range, margin_filter
 from rerank_lab.schema import Example
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("miners.<name>")
 class IterativeHardMiner:
     """The reranker's top-scoring non-relevant docs among ranks ``range_min+1 .. range_max`` of ``run``."""
 
-    model: str = ""
-    run: str = "bm25"
-    range_min: int = 0
-    range_max: int = 100
-    max_length: int = 256
-    absolute_margin: float | None = None
+    model: str = ""  # required (checked below, saying what it must be)
+    run: str = Field("bm25", min_length=1)
+    range_min: int = Field(0, ge=0)
+    range_max: int = Field(100, ge=1)
+    max_length: int = Field(256, ge=1)
+    absolute_margin: Number | None = None
 
     def __post_init__(self) -> None:
         if not self.model:
-            raise ConfigError(
-                "the iterative miner needs `model`: a reranker trained by an earlier train run",
-                fix="set miners.<name>.model to models/<key>",
-            )
-        if not 0 <= self.range_min < self.range_max:
-            raise ConfigError(
-                f"need 0 <= range_min < range_max, got {self.range_min}, {self.range_max}", fix="e.g. range_min 0, range_max 100"
-            )
+            raise invalid(self, "model", "is needed: a reranker trained by an earlier train run", fix="set it to models/<key>")
+        check_range(self)
 
     def negatives(self, ctx: MineContext, row: Example, k: int, rng: random.Random, exclude: set[str] = frozenset()) -> list[str]:
         cands = [d for d, _ in ctx.candidates(self.run, row, self.range_min, self.range_max) if d not in exclude]

@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
-from rerank_lab.errors import ConfigError
+from pydantic import Field
+
+from rerank_lab.config import Number, params_model
 from rerank_lab.miners.base import MineContext
 from rerank_lab.miners.random_negatives import RandomMiner
-from rerank_lab.miners.retriever_hard import RetrieverHardMiner
+from rerank_lab.miners.retriever_hard import RetrieverHardMiner, check_range
 from rerank_lab.schema import Example
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("miners.<name>")
 class MixedMiner:
     """``round(k * hard_ratio)`` retriever-hard negatives, the rest (and any shortfall) random."""
 
-    run: str = "bm25"
-    hard_ratio: float = 0.5
-    range_min: int = 10
-    range_max: int = 100
-    absolute_margin: float | None = None
-    relative_margin: float | None = None
+    run: str = Field("bm25", min_length=1)
+    hard_ratio: Number = Field(0.5, ge=0, le=1)
+    range_min: int = Field(10, ge=0)
+    range_max: int = Field(100, ge=1)
+    absolute_margin: Number | None = None
+    relative_margin: Number | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.hard_ratio <= 1.0:
-            raise ConfigError(f"hard_ratio must be in [0, 1], got {self.hard_ratio}", fix="e.g. 0.5")
+        check_range(self)
 
     def negatives(self, ctx: MineContext, row: Example, k: int, rng: random.Random, exclude: set[str] = frozenset()) -> list[str]:
         hard = RetrieverHardMiner(self.run, self.range_min, self.range_max, "random", self.absolute_margin, self.relative_margin)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
+from rerank_lab.config import params_model
 from rerank_lab.miners.base import MineContext
 from rerank_lab.schema import Example
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("miners.<name>")
 class RandomMiner:
     """Uniform negatives; needs no run."""
 

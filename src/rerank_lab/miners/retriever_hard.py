@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
+from typing import Literal
 
-from rerank_lab.errors import ConfigError
+from pydantic import Field
+
+from rerank_lab.config import Number, invalid, params_model
 from rerank_lab.miners.base import MineContext
 from rerank_lab.schema import Example
+
+
+def check_range(miner) -> None:
+    """A rank window ``range_min+1 .. range_max`` that holds at least one rank."""
+    if miner.range_min >= miner.range_max:
+        raise invalid(miner, "range_max", f"must be > range_min ({miner.range_min})", fix="e.g. range_min 10, range_max 100")
 
 
 def margin_filter(
@@ -30,24 +38,19 @@ def margin_filter(
     return cands
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("miners.<name>")
 class RetrieverHardMiner:
     """Negatives from ranks ``range_min+1 .. range_max`` of ``run``; ``sampling`` top or random."""
 
-    run: str = "bm25"
-    range_min: int = 10
-    range_max: int = 100
-    sampling: str = "random"
-    absolute_margin: float | None = None
-    relative_margin: float | None = None
+    run: str = Field("bm25", min_length=1)
+    range_min: int = Field(10, ge=0)
+    range_max: int = Field(100, ge=1)
+    sampling: Literal["top", "random"] = "random"
+    absolute_margin: Number | None = None
+    relative_margin: Number | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.range_min < self.range_max:
-            raise ConfigError(
-                f"need 0 <= range_min < range_max, got {self.range_min}, {self.range_max}", fix="e.g. range_min 10, range_max 100"
-            )
-        if self.sampling not in ("top", "random"):
-            raise ConfigError(f"unknown sampling {self.sampling!r}", fix="use top or random")
+        check_range(self)
 
     def positive_score(self, ctx: MineContext, row: Example) -> float | None:
         scores = ctx.runs[self.run].get(row["id"], {})

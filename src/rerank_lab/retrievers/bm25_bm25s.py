@@ -9,13 +9,15 @@ from them (document frequencies, the CSC matrix, the saved vocab) then follows t
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 from tqdm import tqdm
 
+from rerank_lab.config import Number, params_model
 from rerank_lab.io.trec import Run
 from rerank_lab.retrievers.base import top_k
 
@@ -35,7 +37,7 @@ def sorted_vocab(tokens):
     return Tokenized(ids=[[new_id[i] for i in doc] for doc in tokens.ids], vocab={t: i for i, t in enumerate(terms)})
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("retrievers.<name>")
 class Bm25sBM25:
     """BM25 (Lucene variant) over bm25s tokens: English stop words and the Snowball stemmer.
 
@@ -43,9 +45,9 @@ class Bm25sBM25:
     'lucene'
     """
 
-    k1: float = 0.9
-    b: float = 0.4
-    method: str = "lucene"
+    k1: Number = Field(0.9, ge=0)
+    b: Number = Field(0.4, ge=0, le=1)
+    method: Literal["robertson", "atire", "bm25l", "bm25+", "lucene"] = "lucene"  # bm25s's variants
     stopwords: str = "en"
     stemmer: str = "english"
 

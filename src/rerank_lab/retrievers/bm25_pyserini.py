@@ -26,17 +26,20 @@ the published 0.3218 (SciFact: 0.6789 either way). ``tie_break`` picks one:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Literal, get_args
 
-from rerank_lab.errors import ConfigError
+from pydantic import Field
+
+from rerank_lab.config import Number, params_model
 from rerank_lab.io.trec import Run, ranked
 
 COLLECTION = "docs.jsonl"
-TIE_BREAKS = ("anserini", "trec_eval")
+TieBreak = Literal["anserini", "trec_eval"]
+TIE_BREAKS = get_args(TieBreak)
 
 
 def start_jvm() -> None:
@@ -84,18 +87,14 @@ def _drop_score_ties_adjuster(searcher) -> None:
     rerankers.clear()
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("retrievers.<name>")
 class PyseriniBM25:
     """Lucene BM25 via pyserini: contents = title + " " + text, Lucene's default English analyzer."""
 
-    k1: float = 0.9
-    b: float = 0.4
-    threads: int = 2
-    tie_break: str = "anserini"  # or "trec_eval": raw scores, ties in trec_eval's order (module docstring)
-
-    def __post_init__(self) -> None:
-        if self.tie_break not in TIE_BREAKS:
-            raise ConfigError(f"unknown tie_break {self.tie_break!r}", fix=f"use one of: {', '.join(TIE_BREAKS)}")
+    k1: Number = Field(0.9, ge=0)
+    b: Number = Field(0.4, ge=0, le=1)
+    threads: int = Field(2, ge=1)
+    tie_break: TieBreak = "anserini"  # or "trec_eval": raw scores, ties in trec_eval's order (module docstring)
 
     def index(self, doc_ids: list[str], passages: list[str], out: Path) -> None:
         # The deterministic half of indexing; Lucene's own files are built in search() (module docstring).

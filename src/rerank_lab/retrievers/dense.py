@@ -6,24 +6,25 @@ cores, searching them a second.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
+from rerank_lab.config import params_model
 from rerank_lab.io.trec import Run
 from rerank_lab.models import load_sentence_transformer
 from rerank_lab.retrievers.base import top_k
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("retrievers.<name>")
 class DenseRetriever:
     """Cosine similarity between normalised query and passage embeddings."""
 
-    model: str = "all-MiniLM-L6-v2"
-    max_seq_length: int = 256
-    batch_size: int = 32
+    model: str = Field("all-MiniLM-L6-v2", min_length=1)
+    max_seq_length: int = Field(256, ge=1)
+    batch_size: int = Field(32, ge=1)
     query_prefix: str = ""
     passage_prefix: str = ""
 

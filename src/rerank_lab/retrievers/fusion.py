@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Literal, get_args
 
-from rerank_lab.errors import ConfigError
+from pydantic import Field
+
+from rerank_lab.config import ListOf, Number, invalid, params_model
 from rerank_lab.io.trec import Run
 
 
@@ -19,33 +21,33 @@ def _ranx_fuse(runs: list[Run], method: str, params: dict, norm: str | None) -> 
     return {qid: {did: float(s) for did, s in docs.items()} for qid, docs in fused.to_dict().items()}
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("fusions.<name>")
 class RRF:
     """Reciprocal rank fusion: ``sum_r 1 / (k0 + rank_r(d))`` over the input runs."""
 
-    runs: tuple[str, ...] = ("bm25", "dense")
-    k0: int = 60
+    runs: ListOf[str] = Field(("bm25", "dense"), min_length=1)
+    k0: int = Field(60, ge=0)
 
     def fuse(self, runs: list[Run]) -> Run:
         return _ranx_fuse(runs, "rrf", {"k": self.k0}, norm=None)
 
 
-NORMS = ("min-max", "max", "sum", "zmuv", "rank", "borda")
+Norm = Literal["min-max", "max", "sum", "zmuv", "rank", "borda"]  # ranx's normalisations
+NORMS = get_args(Norm)
 
 
-@dataclasses.dataclass(frozen=True)
+@params_model("fusions.<name>")
 class WeightedFusion:
     """Weighted sum of per-query normalised scores (``norm`` is any of ranx's normalisations)."""
 
-    runs: tuple[str, ...] = ("bm25", "dense")
-    weights: tuple[float, ...] = (0.5, 0.5)
-    norm: str = "min-max"
+    runs: ListOf[str] = Field(("bm25", "dense"), min_length=1)
+    weights: ListOf[Number] = (0.5, 0.5)
+    norm: Norm = "min-max"
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(self.runs):
-            raise ConfigError(f"weighted fusion has {len(self.runs)} runs but {len(self.weights)} weights", fix="give one weight per run")
-        if self.norm not in NORMS:
-            raise ConfigError(f"unknown normalisation {self.norm!r}", fix=f"use one of: {', '.join(NORMS)}")
+            n = len(self.runs)
+            raise invalid(self, "weights", f"must list one weight per run ({n} run{'s' if n != 1 else ''})", fix="give one weight per run")
 
     def fuse(self, runs: list[Run]) -> Run:
         return _ranx_fuse(runs, "wsum", {"weights": list(self.weights)}, norm=self.norm)

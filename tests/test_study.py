@@ -1,0 +1,277 @@
+"""study: storage errors, the select/confirm split, staged subsets, and the Optuna study on the
+seeded synthetic world (real sqlite/journal storage)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from rerank_lab.errors import ConfigError, InputError
+from rerank_lab.policy import QueryCandidates, Settings, Subset, System, sigmoid
+from rerank_lab.study import TuneInputs, open_storage, select_confirm, staged_subsets, study_name, tune
+from rerank_lab.tune import TuneConfig
+from tests.tune_world import CANDS, DEPTH, HAS_EVIDENCE, IDS, NO_EVIDENCE, QRELS, RERANKED
+
+
+def _tune(cfg: TuneConfig, url: str | None = None, fingerprint: str = "fp", ids: list[str] = IDS, cands=CANDS):
+    return tune(cfg, TuneInputs({cfg.split: {q: cands[q] for q in ids}}, QRELS, DEPTH, fingerprint), url)
+
+
+def _select(cfg: TuneConfig) -> Subset:
+    """The select half tune scores on, rebuilt from the public pieces."""
+    sel, _ = select_confirm(IDS, HAS_EVIDENCE, cfg.confirm_fraction, cfg.seed)
+    return Subset([q for q in sel if q in HAS_EVIDENCE], [q for q in sel if q not in HAS_EVIDENCE], QRELS)
+
+
+def test_world_is_what_it_says():
+    assert len(NO_EVIDENCE) == 14 and len(HAS_EVIDENCE) == 26
+    assert any(q in QRELS for q in NO_EVIDENCE) and any(q not in QRELS for q in NO_EVIDENCE)
+
+
+# --- storage -------------------------------------------------------------------------------------
+
+
+def _bad_urls(tmp_path: Path) -> list[str]:
+    (tmp_path / "a-file").write_text("not a folder")
+    return [
+        f"sqlite:///{tmp_path}/a-file/sub/s.db",  # the parent is a regular file
+        f"journal:{tmp_path}/missing/j.log",  # the folder does not exist
+        "postgresql://u@127.0.0.1:1/db",  # closed port (or no driver): either way unreachable
+    ]
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_open_storage_names_the_url_it_cannot_open(tmp_path, which):
+    url = _bad_urls(tmp_path)[which]
+    with pytest.raises(ConfigError, match="cannot open the Optuna storage") as info:
+        open_storage(url)
+    assert url in str(info.value)
+    assert "tune.storage" in str(info.value)  # the fix says which setting to change
+    assert not (tmp_path / "missing").exists()  # a journal in a missing folder does not create it
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{tmp}/deeper/s.db", "journal:{tmp}/j.log"])
+def test_open_storage_good_urls_hold_a_study(tmp_path, url):
+    url = url.format(tmp=tmp_path)
+    storage = open_storage(url)
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.enqueue_trial({"x": 1.0})
+    study.optimize(lambda t: t.suggest_float("x", 0, 2), n_trials=1)
+    again = optuna.load_study(study_name="s", storage=open_storage(url))  # persisted, reopened
+    assert [t.params for t in again.trials] == [{"x": 1.0}]
+
+
+# --- select/confirm and stages -----------------------------------------------------------------
+
+
+EV30 = {f"e{i:02d}" for i in range(20)}
+IDS30 = sorted(EV30 | {f"n{i:02d}" for i in range(10)})
+
+
+def test_select_confirm_is_a_stratified_partition():
+    sel, conf = select_confirm(IDS30, EV30, 0.3, seed=7)
+    assert not set(sel) & set(conf)
+    assert sorted(sel + conf) == IDS30
+    assert sel == sorted(sel) and conf == sorted(conf)
+    # 30% of each stratum held out: 6 of the 20 has-evidence, 3 of the 10 no-evidence
+    assert (len([q for q in conf if q in EV30]), len([q for q in conf if q not in EV30])) == (6, 3)
+    assert (len([q for q in sel if q in EV30]), len([q for q in sel if q not in EV30])) == (14, 7)
+
+
+def test_select_confirm_depends_on_the_seed_only():
+    first = select_confirm(IDS30, EV30, 0.5, seed=1)
+    assert select_confirm(list(reversed(IDS30)), set(EV30), 0.5, seed=1) == first  # input order does not matter
+    assert select_confirm(IDS30, EV30, 0.5, seed=2) != first
+    for seed in (1, 2):
+        sel, conf = select_confirm(IDS30, EV30, 0.5, seed)
+        assert len([q for q in conf if q in EV30]) == 10 and len([q for q in conf if q not in EV30]) == 5
+
+
+def test_staged_subsets_grow_to_the_whole_subset():
+    subset = Subset([f"e{i}" for i in range(10)], [f"n{i}" for i in range(5)], {"e0": {"x": 1}})
+    stages = staged_subsets(subset, 4, seed=3)
+    assert [(len(s.evidence), len(s.no_evidence)) for s in stages] == [(3, 2), (5, 3), (8, 4), (10, 5)]
+    for small, big in zip(stages, stages[1:], strict=False):
+        assert big.evidence[: len(small.evidence)] == small.evidence  # prefixes of one shuffle
+        assert big.no_evidence[: len(small.no_evidence)] == small.no_evidence
+    assert sorted(stages[-1].evidence) == subset.evidence and sorted(stages[-1].no_evidence) == subset.no_evidence
+    assert all(s.qrels is subset.qrels for s in stages)
+    assert subset.evidence == [f"e{i}" for i in range(10)]  # the input is not shuffled in place
+    again = staged_subsets(subset, 4, seed=3)
+    assert [s.evidence for s in again] == [s.evidence for s in stages]
+    assert [s.evidence for s in staged_subsets(subset, 4, seed=4)] != [s.evidence for s in stages]
+    one = staged_subsets(subset, 1, seed=3)
+    assert len(one) == 1 and sorted(one[0].evidence) == subset.evidence
+
+
+# --- the study ----------------------------------------------------------------------------------
+
+
+def test_tune_needs_no_evidence_queries_unless_epsilon_is_1(tmp_path):
+    evidence_only = sorted(HAS_EVIDENCE)
+    with pytest.raises(InputError, match=r"0 no-evidence queries, too few for a false-evidence constraint .*tune\.epsilon: 1"):
+        _tune(TuneConfig(epsilon=0.2, n_trials=10), f"sqlite:///{tmp_path}/a.db", ids=evidence_only)
+    assert not optuna.get_all_study_summaries(open_storage(f"sqlite:///{tmp_path}/a.db"))  # failed before creating a study
+    result = _tune(TuneConfig(epsilon=1.0, n_trials=10), f"journal:{tmp_path}/b.log", ids=evidence_only)
+    assert result.summary["trials"] == 10
+    assert result.summary["select_no_evidence"] == result.summary["confirm_no_evidence"] == 0
+    assert result.summary["select_queries"] + result.summary["confirm_queries"] == len(evidence_only)
+
+
+def test_tune_raises_when_no_trial_is_feasible(tmp_path):
+    # the no-evidence queries' reranker is certain (sigmoid(50) == 1.0): no threshold in [0, 1] abstains
+    cands = {q: (QueryCandidates(c.docs, c.first_stage, np.full(RERANKED, 50.0)) if q in NO_EVIDENCE else c) for q, c in CANDS.items()}
+    cfg = TuneConfig(epsilon=0.5, n_trials=10, calibrations=("sigmoid",), gates=("reranker",))
+    with pytest.raises(InputError, match=r"no trial of study 'tune-bm25-[0-9a-f]{12}' met false-evidence <= 0\.5 \(10 trials\)"):
+        _tune(cfg, f"journal:{tmp_path}/j.log", cands=cands)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.2])
+def test_best_meets_the_false_evidence_constraint(tmp_path, epsilon):
+    cfg = TuneConfig(epsilon=epsilon, n_trials=30)
+    result = _tune(cfg, f"journal:{tmp_path}/j.log")
+    summary = result.summary
+    assert summary["best_select_false_evidence"] <= epsilon
+    assert summary["default_select_false_evidence"] == 1.0  # the untuned system always answers: infeasible
+    assert summary["best_trial"] != 0
+    # recomputed from the returned settings and calibrators, not from the study's bookkeeping
+    ndcg, fer = System.build(CANDS, result.calibrators, result.answerability).score(result.best, _select(cfg))
+    assert fer <= epsilon
+    assert ndcg == pytest.approx(summary["best_select_ndcg@10"], abs=1e-6)
+    assert summary["best"] == {f: getattr(result.best, f) for f in summary["best"]}
+    # the reported trial is the feasible one with the highest value
+    feasible = [t for t in result.trials if t["state"] == "complete" and t["feasible"]]
+    assert all(t["false_evidence"] <= epsilon for t in feasible)
+    assert max(t["value"] for t in feasible) == pytest.approx(ndcg, abs=1e-12)
+    # the top-k sweep of the best settings has one row per reranked depth; its own depth is the best's score
+    assert [r["top_k_rerank"] for r in result.topk] == list(range(1, RERANKED + 1))
+    assert result.topk[result.best.top_k_rerank - 1]["select_ndcg@10"] == pytest.approx(ndcg, abs=1e-12)
+
+
+def test_the_confirm_half_reports_against_the_untuned_reranker_and_the_first_stage():
+    """The choice is judged on the held-out half against both references, separately."""
+    import pytrec_eval
+
+    cfg = TuneConfig(n_trials=20, epsilon=1.0)
+    summary = _tune(cfg).summary
+    _, conf = select_confirm(IDS, HAS_EVIDENCE, cfg.confirm_fraction, cfg.seed)
+    judged = {q: QRELS[q] for q in conf if q in HAS_EVIDENCE}
+    # the first stage alone, computed independently: its own order, trec_eval's nDCG@10
+    run = {q: dict(zip(CANDS[q].docs, CANDS[q].first_stage.tolist())) for q in judged}
+    values = pytrec_eval.RelevanceEvaluator(judged, {"ndcg_cut.10"}).evaluate(run)
+    assert summary["first_stage_confirm_ndcg@10"] == round(sum(v["ndcg_cut_10"] for v in values.values()) / len(judged), 6)
+    assert summary["first_stage_confirm_false_evidence"] == 1.0  # it answers every no-evidence query
+    assert summary["beats_first_stage_on_confirm"] == (summary["best_confirm_ndcg@10"] > summary["first_stage_confirm_ndcg@10"])
+    assert summary["beats_untuned_on_confirm"] == (summary["best_confirm_ndcg@10"] > summary["default_confirm_ndcg@10"])
+    assert summary["meets_epsilon_on_confirm"] is True and "confirmed" not in summary
+    # this world's first stage does not know where the relevant doc is; the reranker does
+    assert summary["first_stage_confirm_ndcg@10"] < summary["default_confirm_ndcg@10"]
+
+
+def test_the_default_study_is_fresh_and_reproducible():
+    """No storage: each run is a new seeded in-memory study -- same inputs, same everything."""
+    cfg = TuneConfig(n_trials=12)
+    first, second = _tune(cfg), _tune(cfg)
+    assert first.summary == second.summary and first.trials == second.trials and first.topk == second.topk
+    assert first.summary["trials"] == first.summary["trials_this_run"] == 12
+    assert _tune(TuneConfig(n_trials=12, seed=7)).trials != first.trials  # the seed matters
+
+
+def test_a_shared_study_fills_up_to_n_trials(tmp_path):
+    """With a storage URL (opt-in, for several workers) n_trials is the study's total."""
+    url, cfg = f"sqlite:///{tmp_path}/s.db", TuneConfig(n_trials=8)
+    first = _tune(cfg, url).summary
+    again = _tune(cfg, url).summary  # nothing missing: no new trials, the same choice
+    more = _tune(TuneConfig(n_trials=20), url).summary  # "more trials" is a params change
+    assert [s["trials"] for s in (first, again, more)] == [8, 8, 20]
+    assert [s["trials_this_run"] for s in (first, again, more)] == [8, 0, 12]
+    assert first["study"] == again["study"] == more["study"] == study_name(cfg, "fp")
+    assert again["best"] == first["best"] and more["best_select_ndcg@10"] >= first["best_select_ndcg@10"]
+    # the resumed run does not replay the first run's draws
+    trials = optuna.load_study(study_name=first["study"], storage=open_storage(url)).trials
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)
+    # other inputs (fingerprint) or another search space: a separate study beside it
+    other = _tune(TuneConfig(n_trials=5), url, fingerprint="other inputs").summary
+    assert other["study"] != first["study"] and other["trials"] == 5
+    assert study_name(TuneConfig(n_trials=8, epsilon=0.3), "fp") != first["study"]
+    assert study_name(TuneConfig(n_trials=99), "fp") == first["study"]  # n_trials is not part of the search
+    assert study_name(TuneConfig(study_name="mine"), "fp") == "mine"
+    assert len(optuna.get_all_study_summaries(open_storage(url))) == 2
+
+
+def test_the_study_name_covers_the_objective_s_code(tmp_path):
+    """Scratch copies of the package in which one module the objective runs changed -- evaluate.py
+    (its nDCG), policy.py (the system), answerability.py (the gate's model) -- each give another study
+    name for the same inputs, so a shared study is never continued by other code."""
+    import shutil
+    import subprocess
+    import sys
+
+    import rerank_lab
+
+    src = Path(rerank_lab.__file__).parent
+    changed = ("evaluate.py", "policy.py", "answerability.py")
+    for copy in ("same", *changed):
+        shutil.copytree(src, tmp_path / copy / "rerank_lab", ignore=shutil.ignore_patterns("__pycache__"))
+        if copy != "same":
+            with open(tmp_path / copy / "rerank_lab" / copy, "a") as fh:
+                fh.write("\n# a change to the objective's code\n")
+    code = "from rerank_lab.study import study_name; from rerank_lab.tune import TuneConfig; print(study_name(TuneConfig(), 'fp'))"
+    names = {
+        copy: subprocess.run(
+            [sys.executable, "-c", code], env={"PYTHONPATH": str(tmp_path / copy)}, capture_output=True, text=True, check=True
+        ).stdout
+        for copy in ("same", *changed)
+    }
+    assert names["same"] == study_name(TuneConfig(), "fp") + "\n"  # the copy is this code
+    assert len(set(names.values())) == 1 + len(changed)  # every change gives its own name
+
+
+def test_same_seed_fresh_storages_reproduce(tmp_path):
+    cfg = TuneConfig(n_trials=10)
+    a = _tune(cfg, f"sqlite:///{tmp_path}/a.db")
+    b = _tune(cfg, f"journal:{tmp_path}/b.log")
+    assert a.summary == b.summary
+    assert a.trials == b.trials
+    c = _tune(TuneConfig(n_trials=10, seed=43), f"journal:{tmp_path}/c.log")
+    assert [t["params"] for t in c.trials[1:]] != [t["params"] for t in a.trials[1:]]  # the seed matters
+
+
+def test_first_trial_is_the_untuned_default(tmp_path):
+    url, cfg = f"journal:{tmp_path}/j.log", TuneConfig(n_trials=10)
+    result = _tune(cfg, url)
+    # the score stage's own run: the whole first-stage pool, its head reranked, never abstaining
+    assert result.default == Settings(top_k_retriever=DEPTH, top_k_rerank=10)
+    first = optuna.load_study(study_name=result.summary["study"], storage=open_storage(url)).trials[0]
+    assert first.params == {
+        "top_k_retriever": DEPTH,
+        "top_k_rerank": 10,
+        "fusion": "none",
+        "calibration": "sigmoid",
+        "gate": "reranker",
+        "threshold": 0.0,
+    }
+    assert Settings.from_params(first.params) == result.default
+    ndcg, fer = System.build(CANDS, {"sigmoid": sigmoid}).score(Settings(top_k_retriever=DEPTH, top_k_rerank=10), _select(cfg))
+    assert result.summary["default_select_ndcg@10"] == round(ndcg, 6)
+    assert result.summary["default_select_false_evidence"] == fer == 1.0
+    assert first.value == pytest.approx(ndcg, abs=1e-12)
+    assert 0.5 < ndcg < 1.0  # the reranker finds most relevant docs, not all of them first
+    # the default is enqueued once: adding trials to the shared study does not add it again
+    _tune(TuneConfig(n_trials=15), url)
+    trials = optuna.load_study(study_name=result.summary["study"], storage=open_storage(url)).trials
+    assert [t.number for t in trials if t.params.get("threshold") == 0.0] == [0]
+
+
+@pytest.mark.parametrize("pruner", ["none", "median", "successive-halving", "hyperband"])
+def test_every_pruner_runs(tmp_path, pruner):
+    summary = _tune(TuneConfig(pruner=pruner, n_trials=20, epsilon=1.0), f"journal:{tmp_path}/j.log").summary
+    assert summary["trials"] == 20
+    assert summary["complete"] + summary["pruned"] == 20
+    if pruner == "none":
+        assert summary["pruned"] == 0
+    assert not math.isnan(summary["best_select_ndcg@10"])
