@@ -291,6 +291,11 @@ def test_evaluate_with_splits_as_a_string_names_the_key(baseline, tmp_path: Path
     assert not output.exists() and not metrics.exists()
 
 
+def test_a_bad_command_line_is_one_line_naming_the_help(tmp_path: Path, monkeypatch, capsys) -> None:
+    args = ["train", "--dataset", tmp_path, "--output", tmp_path / "model"]
+    _fails_through_main(args, r"^Missing option '--metrics'\. \(fix: see rerank-lab train --help\)$", monkeypatch, capsys)
+
+
 @pytest.mark.parametrize(
     ("command", "params", "expected"),
     [
@@ -325,6 +330,25 @@ def test_evaluate_with_splits_as_a_string_names_the_key(baseline, tmp_path: Path
             {"retrieve": {"splits": ["trian"]}, "retrievers": {"bm25": {"type": "bm25-bm25s"}}},
             r"^retrieve\.splits\[0\]: .*did you mean 'train'",
         ),
+        (
+            "fuse",
+            {"retrieve": {}, "fusions": {"rrf": {"type": "rrf", "runs": ["bm25"], "k0": "sixty"}}},
+            r"^fusions\.rrf\.k0: must be a whole number, got 'sixty'",
+        ),
+        (
+            "mine",
+            {"mine": {"miner": "random", "num_negatives": 0}, "miners": {"random": {"type": "random"}}},
+            r"^mine\.num_negatives: must be >= 1, got 0",
+        ),
+        (
+            "teacher-score",
+            {"teacher_score": {"teachers": ["bm25"]}, "teachers": {"bm25": {"type": "first-stage", "run": "bm25", "missing": "zero"}}},
+            r"^teachers\.bm25\.missing: must be a number, got 'zero'",
+        ),
+        ("train", {"train": {"regime": "listwize"}}, r"^train\.regime: .*did you mean 'listwise'"),
+        ("score", {"score": {"splits": "test"}}, r"^score\.splits: must be a list, got 'test'"),
+        ("tune", {"tune": {"epsilon": 1.5}, "score": {}}, r"^tune\.epsilon: must be in \[0, 1\], got 1\.5"),
+        ("evaluate", {"evaluate": {"splits": ["tset"]}}, r"^evaluate\.splits\[0\]: .*did you mean 'test'"),
     ],
 )
 def test_bad_params_stop_every_command_before_it_reads_or_writes(command, params, expected, tmp_path: Path, monkeypatch, capsys) -> None:
@@ -335,6 +359,37 @@ def test_bad_params_stop_every_command_before_it_reads_or_writes(command, params
         "dedup": ["--source", "x", "--input", missing, "--output", out / "data", "--metrics", out / "m.json"],
         "index": ["--retriever", "bm25", "--corpus", missing, "--output", out / "index"],
         "retrieve": ["--retriever", "bm25", "--index", missing, "--dataset", missing, "--output", out / "runs"],
+        "fuse": ["--fusion", "rrf", "--runs", missing, "--output", out / "fused"],
+        "mine": [
+            "--input", missing, "--corpus", missing, "--qrels", missing, "--runs", missing, "--output", out / "data",
+            "--metrics", out / "m.json",
+        ],
+        "teacher-score": ["--input", missing, "--runs", missing, "--output", out / "data"],
+        "train": [
+            "--dataset", missing, "--qrels", missing, "--output", out / "model", "--checkpoints", out / "ckpt", "--metrics",
+            out / "m.json", "--plots", out / "plots",
+        ],
+        "score": [
+            "--model", missing, "--runs", missing, "--dataset", missing, "--corpus", missing, "--output", out / "runs",
+            "--metrics", out / "m.json",
+        ],
+        "tune": [
+            "--dataset", missing, "--qrels", missing, "--runs", missing, "--scores", missing, "--output", out / "t", "--metrics",
+            out / "m.json",
+        ],
+        "evaluate": ["--runs", missing, "--dataset", missing, "--qrels", missing, "--metrics", out / "m.json", "--output", out / "e"],
     }[command]
     _fails_through_main([command, "--params", path, *args], expected, monkeypatch, capsys)
     assert not out.exists()
+
+
+def test_params_read_floats_as_dvc_writes_them(tmp_path: Path) -> None:
+    # `dvc exp run -S train.learning_rate=2e-5` writes 2e-05 (no dot): YAML 1.1 would read it as text
+    from rerank_lab.config import load_params
+    from rerank_lab.train import TrainConfig
+
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  learning_rate: 2e-05\n  warmup_ratio: 1e-1\n  seed: 7\n")
+    params = load_params(path)
+    assert params["train"] == {"learning_rate": 2e-05, "warmup_ratio": 0.1, "seed": 7}
+    assert parse(TrainConfig, params["train"], "train").learning_rate == 2e-05

@@ -292,3 +292,34 @@ def test_runs_without_any_asked_split_are_an_error_not_an_empty_file(tmp_path):
     write_run({"q1": {"d1": 1.0}}, tmp_path / "runs" / "bm25" / "train.trec", tag="bm25")
     with pytest.raises(InputError, match=r"no run has a file for the split\(s\) validation, test \(fix: retrieve those splits"):
         evaluate_runs([tmp_path / "runs"], tmp_path / "qrels", {"train": {"q1"}}, ("ndcg@10",), ("validation", "test"))
+
+
+def test_evaluate_command_writes_each_run_files_sha256(tmp_path):
+    """runs.tsv: run, split, sha256 of the run file -- a byte-identical copy is the same system (the report's
+    test-read accounting counts it once); a run that differs in one score is another."""
+    import hashlib
+    import shutil
+
+    import datasets
+    import yaml
+
+    from rerank_lab.cli import cli
+    from rerank_lab.io.datasets import save_dataset
+    from rerank_lab.schema import to_dataset
+
+    one = {"query": "x", "texts": ["Some text."], "context_spans": [[[0, 10]]], "labels": [1]}
+    rows = [{"id": q, "text_ids": [f"{q}-rel"], **one} for q in ("q1", "q2")]
+    save_dataset(datasets.DatasetDict({"test": to_dataset(rows)}), tmp_path / "dataset")
+    write_qrels({"q1": {"q1-rel": 1}, "q2": {"q2-rel": 1}}, tmp_path / "qrels" / "test.tsv")
+    write_run({"q1": {"q1-rel": 2.0, "d": 1.0}, "q2": {"q2-rel": 1.0}}, tmp_path / "runs" / "a" / "test.trec", tag="a")
+    shutil.copytree(tmp_path / "runs" / "a", tmp_path / "runs" / "copy")
+    write_run({"q1": {"q1-rel": 2.0, "d": 3.0}, "q2": {"q2-rel": 1.0}}, tmp_path / "runs" / "b" / "test.trec", tag="a")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"metrics": ["ndcg@10"], "splits": ["validation", "test"]}}))
+    args = ["evaluate", "--params", tmp_path / "params.yaml", "--runs", tmp_path / "runs", "--dataset", tmp_path / "dataset"]
+    args += ["--qrels", tmp_path / "qrels", "--metrics", tmp_path / "evaluate.json", "--output", tmp_path / "out"]
+    cli.main([str(a) for a in args], prog_name="rerank-lab", standalone_mode=False)
+    sha = {r: hashlib.sha256((tmp_path / "runs" / r / "test.trec").read_bytes()).hexdigest() for r in ("a", "b")}
+    lines = (tmp_path / "out" / "runs.tsv").read_text().splitlines()
+    # one line per run file read (there are no validation files)
+    assert lines == ["run\tsplit\tsha256", f"a\ttest\t{sha['a']}", f"b\ttest\t{sha['b']}", f"copy\ttest\t{sha['a']}"]
+    assert sha["a"] != sha["b"]

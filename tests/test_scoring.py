@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -125,3 +130,68 @@ def test_empty_input_runs_nothing(minilm_scorer_factory):
     scorer = minilm_scorer_factory()
     assert scorer.score([]).tolist() == []
     assert scorer.forward_calls == 0
+
+
+# --- the cache shared by processes (dvc queue start -j N) ---------------------------------------
+
+
+def test_a_stored_score_is_kept_and_put_returns_what_is_stored(tmp_path):
+    """First writer wins: a pair two processes scored at once keeps one score, and both use it."""
+    path = tmp_path / "scores.sqlite"
+    cache = ScoreCache(path)
+    assert cache.put("m", {"a": 1.0}) == {"a": 1.0}
+    assert cache.put("m", {"a": 2.0, "b": 3.0}) == {"a": 1.0, "b": 3.0}  # "a" was stored by an earlier writer
+    assert ScoreCache(path).get("m", ["a", "b", "c"]) == {"a": 1.0, "b": 3.0}
+
+
+def _value(model: str, key: str) -> float:
+    """The "score" a writer computes: a fixed function of (model, pair), as a model's score is."""
+    return int.from_bytes(hashlib.sha1(f"{model}/{key}".encode()).digest()[:4], "big") / 2**32
+
+
+# (model, first pair, last pair + 1) per writer: m1 overlaps on p01000..p01999, m2 is the second's alone
+WRITES = {"a": [("m1", 0, 2000)], "b": [("m1", 1000, 3000), ("m2", 0, 500)]}
+
+
+def _writer(path: str, name: str, chunk: int, barrier=None) -> None:
+    """Like PairScorer.score, many times: read what is cached, store the rest, in transactions of ``chunk`` pairs."""
+    cache = ScoreCache(path)
+    if barrier is not None:
+        barrier.wait(timeout=60)  # both processes start writing together
+    for model, start, stop in WRITES[name]:
+        for i in range(start, stop, chunk):
+            keys = [f"p{j:05d}" for j in range(i, min(i + chunk, stop))]
+            have = cache.get(model, keys)
+            stored = cache.put(model, {k: _value(model, k) for k in keys if k not in have})
+            assert all(stored[k] == _value(model, k) for k in stored)
+
+
+def _rows(path: Path) -> list[tuple[str, str, float]]:
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        return db.execute("SELECT model, pair, score FROM scores ORDER BY model, pair").fetchall()
+    finally:
+        db.close()
+
+
+def test_two_processes_writing_one_cache_at_once_lose_nothing(tmp_path):
+    """Two real processes (spawn) fill one cache file at the same time in ~300 small transactions
+    each, overlapping on 1,000 pairs: every pair is there once with its score, as in a serial run."""
+    shared, serial = tmp_path / "shared.sqlite", tmp_path / "serial.sqlite"
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_writer, args=(str(shared), name, 7, barrier)) for name in WRITES]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    for name in WRITES:  # the same writes one after the other
+        _writer(str(serial), name, 7)
+    rows = _rows(shared)
+    assert len(rows) == len({(m, p) for m, p, _ in rows}) == 3000 + 500  # m1: p00000..p02999, m2: p00000..p00499
+    assert all(score == _value(model, pair) for model, pair, score in rows)
+    assert rows == _rows(serial)
+    # the mechanism: write-ahead logging, so readers never block the writer and vice versa
+    assert sqlite3.connect(shared).execute("PRAGMA journal_mode").fetchone() == ("wal",)

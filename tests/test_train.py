@@ -23,7 +23,18 @@ from rerank_lab.errors import ConfigError, InputError
 from rerank_lab.evaluate import mean, per_query
 from rerank_lab.losses import LOSSES
 from rerank_lab.schema import to_dataset
-from rerank_lab.train import REGIMES, TrainConfig, _last_checkpoint, build_examples, dev_samples, train, write_plots
+from rerank_lab.train import (
+    REGIMES,
+    TrainConfig,
+    _last_checkpoint,
+    build_examples,
+    checkpoint_folder,
+    default_checkpoints,
+    dev_samples,
+    resume_fingerprint,
+    train,
+    write_plots,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -259,9 +270,9 @@ RESUME_CASES = {
 }
 
 
-def _resume_job(case: str, out: str, ckpt: str) -> None:
-    """The first, interrupted run (in a subprocess that the test kills)."""
-    train(_cfg(**RESUME_CASES[case][0]), _dd(FOUR), Path(out), Path(ckpt))
+def _resume_job(case: str, out: str, ckpt: str | None) -> None:
+    """The first, interrupted run (in a subprocess that the test kills); ``ckpt`` None: the default folder."""
+    train(_cfg(**RESUME_CASES[case][0]), _dd(FOUR), Path(out), Path(ckpt) if ckpt else None)
 
 
 def _complete_checkpoints(folder: Path) -> list[int]:
@@ -275,9 +286,10 @@ def _complete_checkpoints(folder: Path) -> list[int]:
     return sorted(steps)
 
 
-def _run_and_kill(case: str, out: Path, ckpt: Path, log: Path, kill_from: int) -> int:
-    """Start the first run in a subprocess and SIGKILL it once checkpoint >= ``kill_from`` is saved."""
-    code = f"from tests.test_train import _resume_job; _resume_job({case!r}, {str(out)!r}, {str(ckpt)!r})"
+def _run_and_kill(case: str, out: Path, ckpt: Path, log: Path, kill_from: int, default: bool = False) -> int:
+    """Start the first run in a subprocess and SIGKILL it once checkpoint >= ``kill_from`` is saved in
+    ``ckpt`` (``default``: the run is given no folder; ``ckpt`` is where it should put them)."""
+    code = f"from tests.test_train import _resume_job; _resume_job({case!r}, {str(out)!r}, {None if default else str(ckpt)!r})"
     with log.open("w") as log_file:
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
         try:
@@ -314,6 +326,64 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(case, tmp_path):
     if case == "curriculum":
         assert metrics["curriculum_switch_step"] == 3
         assert metrics["warmup_steps_used"] == 3
+
+
+def test_interrupted_run_resumes_from_the_per_user_cache_by_default(tmp_path, monkeypatch):
+    """No checkpoints folder given (dvc.yaml declares none, so a queued experiment in a temporary
+    workspace resumes too): checkpoints/<key of the resume fingerprint> in RERANK_LAB_CACHE."""
+    monkeypatch.setenv("RERANK_LAB_CACHE", str(tmp_path / "cache"))  # the subprocess inherits it
+    overrides, total, kill_from = RESUME_CASES["curriculum"]
+    cfg, out = _cfg(**overrides), tmp_path / "model"
+    ckpt = default_checkpoints(resume_fingerprint(cfg, _dd(FOUR)))
+    assert ckpt.parent == tmp_path / "cache" / "checkpoints"
+    interrupted_at = _run_and_kill("curriculum", out, ckpt, tmp_path / "first_run.log", kill_from, default=True)
+    assert kill_from <= interrupted_at < total
+    assert (ckpt / "settings.sha1").read_text() == resume_fingerprint(cfg, _dd(FOUR))
+
+    metrics, history = train(cfg, _dd(FOUR), out)
+    assert metrics["resumed"] == 1 and metrics["steps"] == total
+    assert [h["step"] for h in history if "loss" in h] == list(range(1, total + 1))
+    assert metrics["warmup_steps_used"] == 3  # the schedule went on where the first run stopped
+    assert not ckpt.exists()  # finished: nothing left to resume
+    assert [p.name for p in ckpt.parent.iterdir()] == [f"{ckpt.name}.lock"]
+
+
+def test_default_checkpoints_are_one_folder_per_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("RERANK_LAB_CACHE", str(tmp_path / "cache"))
+    one = resume_fingerprint(_cfg(), _dd(TINY))
+    assert one == resume_fingerprint(_cfg(), _dd(TINY))  # the same training: the same folder (it resumes)
+    others = [
+        resume_fingerprint(_cfg(seed=43), _dd(TINY)),  # other settings
+        resume_fingerprint(_cfg(), _dd(FOUR)),  # other data
+        resume_fingerprint(_cfg(gains="graded"), _dd(TINY), {"train": {"q1": {"q1-0": 2}}}),  # other grades
+    ]
+    folders = [default_checkpoints(f) for f in [one, *others]]
+    assert len(set(folders)) == 4
+    assert {f.parent for f in folders} == {tmp_path / "cache" / "checkpoints"}
+    assert resume_fingerprint(_cfg(regime="off-the-shelf"), _dd(TINY)) is None  # R0 trains nothing: no folder
+
+
+def test_two_processes_of_one_training_take_turns_on_its_folder(tmp_path, monkeypatch):
+    """The default folder is locked while a training uses it: a second process training the same
+    settings (two queued experiments at once) waits instead of writing into the same checkpoints."""
+    monkeypatch.setenv("RERANK_LAB_CACHE", str(tmp_path / "cache"))
+    fingerprint = resume_fingerprint(_cfg(), _dd(TINY))
+    entered = tmp_path / "entered"
+    code = (
+        "import logging, sys; from pathlib import Path; from rerank_lab.train import checkpoint_folder\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+        f"with checkpoint_folder(None, {fingerprint!r}) as folder: Path({str(entered)!r}).write_text(str(folder))\n"
+    )
+    with checkpoint_folder(None, fingerprint) as folder:
+        folder.mkdir()
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        waiting = proc.stdout.readline()  # blocks until the second process says it waits
+        assert "another process is training the same settings" in waiting, waiting
+        assert not entered.exists()
+    out, _ = proc.communicate(timeout=120)  # released: the second one goes on
+    assert proc.returncode == 0, out
+    assert entered.read_text() == str(folder)
+    assert not folder.exists()  # each, finishing, leaves nothing to resume
 
 
 def _checkpoint(folder: Path, step: int, complete: bool = True) -> Path:

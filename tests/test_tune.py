@@ -205,7 +205,7 @@ PINNED = {
     "runs/bm25+minilm+tuned/validation.trec": "69da65f4fd5290f9",
     "topk.tsv": "17ea1380b6aa7f47",
     "trials.tsv": "6afb82ab996a3be6",
-    "metrics without study": "705d99ca69da3a77",
+    "metrics without study": "fac2ec7dcf675fe9",  # issue 11 added "tuned" and "false_evidence_constrained"; was 705d99ca69da3a77
 }
 
 
@@ -221,3 +221,20 @@ def test_the_default_study_s_outputs_are_pinned(tmp_path):
     got["metrics without study"] = hashlib.sha256(metrics.encode()).hexdigest()[:16]
     assert got == PINNED
     assert summary["best"]["gate"] == "answerability" and summary["pruned"] > 0  # the pin covers the model and the pruner
+
+
+def test_a_dataset_without_dev_queries_is_not_tuned_and_says_so(tmp_path):
+    # ArguAna evaluated zero-shot has test queries only: no study, no tuned run, the metrics say why
+    import datasets
+
+    from rerank_lab.io.datasets import save_dataset
+    from rerank_lab.schema import to_dataset
+
+    row = {"id": "q1", "query": "q", "texts": ["Some text."], "text_ids": ["x"], "context_spans": [[[0, 10]]], "labels": [1]}
+    save_dataset(datasets.DatasetDict({"validation": to_dataset([]), "test": to_dataset([row])}), tmp_path / "dataset")
+    out = tmp_path / "out"
+    paths = (tmp_path / "dataset", tmp_path / "qrels", tmp_path / "runs", tmp_path / "scored")
+    summary = tune_stage(TuneConfig(n_trials=5), "ce", *paths, None, out)
+    assert summary == {"tuned": False, "dev_queries": 0, "epsilon": 0.2}
+    assert json.loads((out / "best.json").read_text()) == {"tuned": False, "reason": "the validation split has no queries", "epsilon": 0.2}
+    assert sorted(p.name for p in out.iterdir()) == ["best.json"]

@@ -40,6 +40,19 @@ def cli(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+CHECK = Stage("check")
+
+
+@cli.command()
+@PARAMS
+@OUTPUT
+def check(**options: Any) -> None:
+    """Check the whole params file (every section, and the sections against each other) before any stage runs."""
+    from rerank_lab import check as stage
+
+    run_stage(CHECK, stage, options)
+
+
 CONVERT = Stage("convert", inputs=("input",), metrics="metrics", choices=("source",))
 
 
@@ -139,6 +152,21 @@ def evaluate(**options: Any) -> None:
     run_stage(EVALUATE, stage, options)
 
 
+HEADLINE = Stage("headline", inputs=("evaluate", "tune"), outputs=(), metrics="metrics")
+
+
+@cli.command()
+@PARAMS
+@click.option("--evaluate", required=True, type=click.Path(), help="evaluate's metrics file (metrics/evaluate/<ds>.json)")
+@click.option("--tune", required=True, type=click.Path(), help="tune's metrics file (metrics/tune/<ds>.json)")
+@METRICS
+def headline(**options: Any) -> None:
+    """The few numbers a researcher compares (dev confirm and test nDCG@10, false evidence, Recall@100)."""
+    from rerank_lab import headline as stage
+
+    run_stage(HEADLINE, stage, options)
+
+
 TUNE = Stage("tune", inputs=("dataset", "qrels", "runs", "scores"), metrics="metrics")
 
 
@@ -181,15 +209,16 @@ MINE = Stage("mine", inputs=("input", "corpus", "qrels", "runs", "models"), metr
 @click.option("--corpus", required=True, type=click.Path())
 @click.option("--qrels", required=True, type=click.Path(), help="folder of <split>.tsv qrels")
 @click.option("--runs", required=True, type=click.Path(), help="folder with one sub-folder per first-stage run")
-@click.option("--cache", type=click.Path(dir_okay=False), help="score cache (sqlite) for the iterative miner")
+@click.option("--cache", type=click.Path(dir_okay=False), help="score cache (sqlite) for the iterative miner [default: the per-user cache]")
 @OUTPUT
 @METRICS
 @MODELS
 def mine(**options: Any) -> None:
     """Append negatives with the miner named in mine.miner (random, retriever-hard, iterative-hard, mixed)."""
     from rerank_lab import mine as stage
+    from rerank_lab.scoring import default_cache_path
 
-    run_stage(MINE, stage, options)
+    run_stage(MINE, stage, {**options, "cache": options["cache"] or default_cache_path()})
 
 
 TEACHER = Stage("teacher-score", inputs=("input", "runs", "models"), caches=("cache",))
@@ -199,14 +228,15 @@ TEACHER = Stage("teacher-score", inputs=("input", "runs", "models"), caches=("ca
 @PARAMS
 @click.option("--input", required=True, type=click.Path(), help="the dataset to score")
 @click.option("--runs", type=click.Path(), help="folder of first-stage runs (for first-stage teachers)")
-@click.option("--cache", type=click.Path(dir_okay=False), help="score cache (sqlite)")
+@click.option("--cache", type=click.Path(dir_okay=False), help="score cache (sqlite) [default: the per-user cache]")
 @OUTPUT
 @MODELS
 def teacher_score(**options: Any) -> None:
     """Append a teacher_scores.<name> column per teacher in teacher_score.teachers."""
     from rerank_lab import teacher as stage
+    from rerank_lab.scoring import default_cache_path
 
-    run_stage(TEACHER, stage, options)
+    run_stage(TEACHER, stage, {**options, "cache": options["cache"] or default_cache_path()})
 
 
 TRAIN = Stage(
@@ -223,10 +253,14 @@ TRAIN = Stage(
 @PARAMS
 @click.option("--dataset", required=True, type=click.Path(), help="the training dataset (train and validation splits)")
 @click.option("--output", required=True, type=click.Path(), help="the model folder (a CrossEncoder)")
-@click.option("--checkpoints", required=True, type=click.Path(), help="kept between runs to resume")
+@click.option(
+    "--checkpoints",
+    type=click.Path(),
+    help="kept between runs to resume [default: checkpoints/<settings key> in the per-user cache, see rerank_lab.cache]",
+)
 @METRICS
 @click.option("--plots", required=True, type=click.Path(), help="folder for loss.tsv and dev.tsv")
-@click.option("--qrels", type=click.Path(exists=True, file_okay=False), help="folder of graded <split>.tsv qrels (train.gains: graded)")
+@click.option("--qrels", type=click.Path(), help="folder of graded <split>.tsv qrels (train.gains: graded)")
 @MODELS
 def train(**options: Any) -> None:
     """Train a cross-encoder reranker with the regime and loss in the train section."""
@@ -244,14 +278,20 @@ SCORE = Stage("score", inputs=("model", "runs", "dataset", "corpus"), metrics="m
 @click.option("--runs", required=True, type=click.Path(), help="folder with one sub-folder per first-stage run")
 @click.option("--dataset", required=True, type=click.Path())
 @click.option("--corpus", required=True, type=click.Path())
-@click.option("--cache", type=click.Path(dir_okay=False), help="score cache (sqlite) shared by experiments")
+@click.option(
+    "--cache",
+    type=click.Path(dir_okay=False),
+    help="score cache (sqlite) shared by experiments [default: scores.sqlite in $RERANK_LAB_CACHE, else $XDG_CACHE_HOME/rerank-lab, "
+    "else ~/.cache/rerank-lab]",
+)
 @OUTPUT
 @METRICS
 def score(**options: Any) -> None:
     """Rerank the top score.top_k of each run in score.runs; scores are cached across experiments."""
     from rerank_lab import score as stage
+    from rerank_lab.scoring import default_cache_path
 
-    run_stage(SCORE, stage, options)
+    run_stage(SCORE, stage, {**options, "cache": options["cache"] or default_cache_path()})
 
 
 @cli.command()
@@ -266,19 +306,41 @@ def repro(table_path: str, only: tuple[str, ...], workdir: str | None) -> None:
     sys.exit(0 if ok else 1)
 
 
+@cli.group()
+def grid() -> None:
+    """The factor grid of params.yaml (grid.axes, grid.subsets) as queued DVC experiments."""
+
+
+@grid.command("queue")
+@PARAMS
+@click.option("--subset", help="a grid.subsets entry: its values replace those of the axes it names")
+@click.option("--where", multiple=True, metavar="AXIS=VALUE", help="keep the cells whose AXIS (a params key or its label) has VALUE")
+@click.option("--dry-run", is_flag=True, help="print the dvc commands instead of running them")
+@click.option("--skip-existing", is_flag=True, help="queue only the cells that are not already experiments, queued or running")
+def grid_queue(params: str, subset: str | None, where: tuple[str, ...], dry_run: bool, skip_existing: bool) -> None:
+    """Check every cell, then queue each as `dvc exp run --queue -n <cell name> -S ...` (run: dvc queue start -j 2)."""
+    from rerank_lab.grid import queue
+
+    queue(Path(params), subset, where, dry_run=dry_run, skip_existing=skip_existing, echo=click.echo)
+
+
 def main() -> None:
     """Entry point: user errors print one line and exit 2, never a traceback."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        cli(standalone_mode=False)
+        cli(standalone_mode=False, prog_name="rerank-lab")
     except RerankLabError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # a bad command line: one line too, naming where the help is
+        where = exc.ctx.command_path if exc.ctx else "rerank-lab"
+        click.echo(f"error: {exc.format_message()} (fix: see {where} --help)", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -16,11 +16,16 @@ raw ``p_bootstrap`` / ``p_randomization`` each ``vs_<ref>`` entry carries Holm-B
 ``p_bootstrap_holm`` / ``p_randomization_holm``; the family is every (run, reference) comparison this
 evaluation makes on that split, all references together (its size is ``holm_family``). Read the
 adjusted values when asking "is any of these differences real?" across the table.
+
+The output folder holds ``per_query.tsv`` (run, split, query id, one column per metric),
+``reliability.tsv`` and ``runs.tsv`` (run, split, sha256 of the run file: the system's identity,
+with which the report counts the distinct systems read on test across experiments).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import re
@@ -286,12 +291,33 @@ def write_evaluation(
     write_text(metrics_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
-def write_per_query(rows: list, metrics: tuple[str, ...], per_query_dir: Path, bins: list | None = None) -> None:
-    """Write ``per_query.tsv`` and (with ``bins``) ``reliability.tsv`` into ``per_query_dir`` atomically."""
+def run_hashes(run_roots: list[Path], splits: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """``(run, split, sha256 of the run file)`` for every run file evaluated: a system's identity.
+
+    The report counts distinct systems read on test by it (rerank_lab.report.reads): the same
+    first-stage file evaluated in ten experiments is one system, read once.
+    """
+    out = []
+    for name, folder in find_runs(run_roots).items():
+        for split in splits:
+            path = folder / f"{split}.trec"
+            if path.is_file():
+                out.append((name, split, hashlib.sha256(path.read_bytes()).hexdigest()))
+    return out
+
+
+def write_per_query(
+    rows: list, metrics: tuple[str, ...], per_query_dir: Path, bins: list | None = None, hashes: list[tuple[str, str, str]] | None = None
+) -> None:
+    """Write ``per_query.tsv``, (with ``bins``) ``reliability.tsv`` and (with ``hashes``) ``runs.tsv`` --
+    run, split, sha256 -- into ``per_query_dir`` atomically."""
     with atomic_dir(per_query_dir) as tmp:
         lines = ["run\tsplit\tquery_id\t" + "\t".join(metrics)]
         lines += [f"{r}\t{s}\t{q}\t" + "\t".join(repr(v[m]) for m in metrics) for r, s, q, v in rows]
         write_text(tmp / "per_query.tsv", "\n".join(lines) + "\n")
+        if hashes is not None:
+            lines = ["run\tsplit\tsha256", *("\t".join(h) for h in hashes)]
+            write_text(tmp / "runs.tsv", "\n".join(lines) + "\n")
         if bins:
             cols = ("low", "high", "count", "mean_confidence", "accuracy")
             lines = ["run\tsplit\tprobability\t" + "\t".join(cols)]
@@ -329,7 +355,8 @@ def configure(params: dict[str, Any]) -> EvaluateConfig:
 
 def run(cfg: EvaluateConfig, inputs: dict[str, Any], outputs: dict[str, Path]) -> dict:
     """Every run under ``--runs`` on ``cfg.splits`` (with paired tests against the baseline and ECE
-    of ``--probabilities``); per-query values into ``--output``, the summary is the metrics."""
+    of ``--probabilities``); per-query values and each run file's sha256 into ``--output``, the
+    summary is the metrics."""
     from rerank_lab.io.datasets import load_dataset
 
     dd = load_dataset(inputs["dataset"])
@@ -340,7 +367,7 @@ def run(cfg: EvaluateConfig, inputs: dict[str, Any], outputs: dict[str, Path]) -
             summary, rows, cfg.baseline, cfg.significance_metric, cfg.n_resamples, cfg.confidence, cfg.seed, compare_also=cfg.compare_also
         )
     bins = calibration_summary(summary, list(inputs["probabilities"] or ()), inputs["qrels"], cfg.splits, cfg.n_bins)
-    write_per_query(rows, cfg.metrics, outputs["output"], bins)
+    write_per_query(rows, cfg.metrics, outputs["output"], bins, run_hashes(list(inputs["runs"]), cfg.splits))
     return summary
 
 

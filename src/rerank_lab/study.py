@@ -21,8 +21,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,8 @@ from rerank_lab.policy import QueryCandidates, Settings, Subset, System, first_s
 
 if TYPE_CHECKING:
     from rerank_lab.tune import TuneConfig
+
+log = logging.getLogger(__name__)
 
 PRUNERS = ("none", "median", "successive-halving", "hyperband")
 
@@ -103,11 +107,45 @@ def suggest(trial, cfg: TuneConfig, reranked_k: int, depth: int, gates: tuple[st
 # --- storage ------------------------------------------------------------------------------------
 
 
+_SQLITE = re.compile(r"^(sqlite(?:\+\w+)?:///)(.*)$")
+
+
+def resolve_storage_url(url: str, base: Path | None = None) -> str:
+    """``url`` with a relative file path made absolute under ``base`` (default: the per-user cache,
+    :func:`rerank_lab.cache.cache_dir`), so that experiments DVC runs in temporary workspaces
+    (``dvc exp run --queue``) share one study; absolute paths, in-memory and server URLs unchanged.
+
+    >>> resolve_storage_url("sqlite:///optuna.db", Path("/c"))
+    'sqlite:////c/optuna.db'
+    >>> resolve_storage_url("journal:studies/j.log", Path("/c"))
+    'journal:/c/studies/j.log'
+    >>> [resolve_storage_url(u, Path("/c")) for u in ("sqlite:////abs/o.db", "journal:/abs/j.log", "sqlite:///:memory:")]
+    ['sqlite:////abs/o.db', 'journal:/abs/j.log', 'sqlite:///:memory:']
+    >>> resolve_storage_url("postgresql://u@db:5432/optuna", Path("/c"))
+    'postgresql://u@db:5432/optuna'
+    """
+    if url.startswith("journal:"):
+        prefix, path = "journal:", url[len("journal:") :]
+    elif m := _SQLITE.match(url):
+        prefix, path = m.group(1), m.group(2)
+    else:
+        return url  # a server (postgresql://, mysql://): no local path
+    if not path or path.startswith((":memory:", "/", "~")) or Path(path).is_absolute():
+        return url
+    if base is None:
+        from rerank_lab.cache import cache_dir
+
+        base = cache_dir()
+    return prefix + str(base / path)
+
+
 def open_storage(url: str):
-    """An Optuna storage for ``url`` (``sqlite:///…``, ``postgresql://…``, ``journal:<file>``),
-    or a :class:`ConfigError` naming the URL when it cannot be reached."""
+    """An Optuna storage for ``url`` (``sqlite:///…``, ``postgresql://…``, ``journal:<file>``; a
+    relative file path lies in the per-user cache, :func:`resolve_storage_url`), or a
+    :class:`ConfigError` naming the URL when it cannot be reached."""
     import optuna
 
+    url = resolve_storage_url(url)
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -191,12 +229,16 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
     select_ids, confirm_ids = select_confirm(dev_ids, has_evidence, cfg.confirm_fraction, cfg.seed)
     select = Subset([q for q in select_ids if q in has_evidence], [q for q in select_ids if q not in has_evidence], dev_qrels)
     confirm = Subset([q for q in confirm_ids if q in has_evidence], [q for q in confirm_ids if q not in has_evidence], dev_qrels)
-    if cfg.epsilon < 1.0 and (not select.no_evidence or not confirm.no_evidence):
-        raise InputError(
-            f"the {cfg.split} split has {len(dev_ids) - len(has_evidence & set(dev_ids))} no-evidence queries, too few for a "
-            f"false-evidence constraint (select {len(select.no_evidence)}, confirm {len(confirm.no_evidence)})",
-            path=f"{cfg.split} split",
-            fix="tune on a dataset with no-evidence queries (e.g. scifact_rationales' NOINFO claims) or set tune.epsilon: 1",
+    # A dataset without no-evidence queries in both halves (BEIR: every query has a relevant doc) has
+    # no false-evidence rate to constrain: it is tuned unconstrained, and the metrics say so
+    # (`false_evidence_constrained: false`) -- one grid can hold such datasets next to SciFact's.
+    constrained = cfg.epsilon < 1.0 and bool(select.no_evidence) and bool(confirm.no_evidence)
+    epsilon = cfg.epsilon if constrained else 1.0
+    if cfg.epsilon < 1.0 and not constrained:
+        log.warning(
+            "the %s split has %d no-evidence queries (select %d, confirm %d): tuned without the false-evidence "
+            "constraint (tune.epsilon %s not applied)",
+            cfg.split, len(dev_ids) - len(has_evidence & set(dev_ids)), len(select.no_evidence), len(confirm.no_evidence), cfg.epsilon,
         )
     if not select.evidence or not confirm.evidence:
         raise InputError(f"the {cfg.split} split has too few has-evidence queries to tune on", fix="use a larger dev split")
@@ -225,10 +267,10 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
             trial.set_user_attr("false_evidence", fer)
             if step < len(stages) - 1:
                 # the pruner sees the constraint too: an infeasible trial must not look better than a feasible one
-                trial.report(value - max(0.0, fer - cfg.epsilon), step)
+                trial.report(value - max(0.0, fer - epsilon), step)
                 if trial.should_prune():
                     raise optuna.TrialPruned()
-        trial.set_constraint("false_evidence", fer - cfg.epsilon)  # feasible when <= 0; TPE models it
+        trial.set_constraint("false_evidence", fer - epsilon)  # feasible when <= 0; TPE models it
         return value
 
     storage = open_storage(storage_url) if storage_url else None  # None: in memory, fresh each run
@@ -262,10 +304,10 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
     # n_trials is the study's total: a shared study already holding trials only gets what is missing
     stop_at_total = optuna.study.MaxTrialsCallback(cfg.n_trials, states=None)
     study.optimize(objective, n_trials=max(0, cfg.n_trials - before), callbacks=[stop_at_total], gc_after_trial=False)
-    best_trial = _feasible_best(study, cfg.epsilon)
+    best_trial = _feasible_best(study, epsilon)
     if best_trial is None:
         raise InputError(
-            f"no trial of study {name!r} met false-evidence <= {cfg.epsilon} ({len(study.trials)} trials)",
+            f"no trial of study {name!r} met false-evidence <= {epsilon} ({len(study.trials)} trials)",
             fix="raise tune.epsilon, or add trials (tune.n_trials)",
         )
     best = Settings.from_params(best_trial.params)
@@ -282,19 +324,21 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
     states = [t.state.name.lower() for t in study.trials]
     summary = {
         "study": name,
+        "tuned": True,
         "trials": len(study.trials),
         "trials_this_run": len(study.trials) - before,
         "complete": states.count("complete"),
         "pruned": states.count("pruned"),
         "best_trial": best_trial.number,
         "epsilon": cfg.epsilon,
+        "false_evidence_constrained": constrained,  # false: no no-evidence queries to constrain (tuned unconstrained)
         "select_queries": len(select_ids),
         "confirm_queries": len(confirm_ids),
         "select_no_evidence": len(select.no_evidence),
         "confirm_no_evidence": len(confirm.no_evidence),
         **results,
         # does the choice hold up on the confirm half, which played no part in choosing it?
-        "meets_epsilon_on_confirm": results["best_confirm_false_evidence"] <= cfg.epsilon + 1e-12,
+        "meets_epsilon_on_confirm": results["best_confirm_false_evidence"] <= epsilon + 1e-12,
         "beats_untuned_on_confirm": results["best_confirm_ndcg@10"] > results["default_confirm_ndcg@10"],
         "beats_first_stage_on_confirm": results["best_confirm_ndcg@10"] > results["first_stage_confirm_ndcg@10"],
         "best": dataclasses.asdict(best),
@@ -307,7 +351,7 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
             if t.value is not None
             else (t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None),
             "false_evidence": t.user_attrs.get("false_evidence"),
-            "feasible": t.user_attrs.get("false_evidence", 1.0) <= cfg.epsilon + 1e-12,
+            "feasible": t.user_attrs.get("false_evidence", 1.0) <= epsilon + 1e-12,
             "params": json.dumps(t.params, sort_keys=True),
         }
         for t in study.trials

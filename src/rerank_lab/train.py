@@ -45,18 +45,26 @@ plus the negatives mine chose for it, positives always included -- not the first
 they track training, and are not comparable to the evaluate stage's numbers.
 
 CPU trains in fp32, CUDA in bf16. Checkpoints go to a folder that survives an interrupted run;
-a rerun with the same settings resumes from the last one, other settings start afresh.
+a rerun with the same settings resumes from the last one, other settings start afresh. The folder
+is ``--checkpoints`` if given, else ``checkpoints/<key>`` in the per-user cache
+(:func:`rerank_lab.cache.cache_dir`), ``<key>`` a hash of the resume fingerprint (settings, data,
+grades): outside the workspace and DVC's outputs, so an experiment DVC runs in a temporary
+workspace (``dvc exp run --queue``) resumes too, and two trainings never share a folder. Two runs
+of the same training at once (``dvc queue start -j 2``) take turns on its folder: the second waits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
 import math
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -96,6 +104,9 @@ class TrainConfig:
     """The ``train`` section of params.yaml."""
 
     model: str = Field("all-MiniLM-L6-v2", min_length=1)
+    # the converted dataset trained on (a `datasets` entry, checked by rerank-lab check): dvc.yaml keys
+    # the model by it, models/<dataset>/reranker, and every evaluated dataset is scored with that model
+    dataset: str | None = Field(None, min_length=1)
     regime: str = "listwise"  # a REGIMES key (checked below)
     loss: str | None = None  # null: the regime's first loss
     warmup_loss: str = "bce"
@@ -183,25 +194,93 @@ def _last_checkpoint(folder: Path, fingerprint: str) -> str | None:
     return str(ckpts[-1]) if ckpts else None
 
 
+def _train_qrels(cfg: TrainConfig, qrels: dict[str, Qrels] | None) -> Qrels | None:
+    return (qrels or {}).get("train") if cfg.uses_grades else None
+
+
+def resume_fingerprint(cfg: TrainConfig, dd: datasets.DatasetDict, qrels: dict[str, Qrels] | None = None) -> str | None:
+    """What a checkpoint must have been written with to be resumed: the settings, the train
+    split's content (saved splits carry content hashes) and the grades; ``None`` when nothing is
+    trained (R0, or no train split: an error later)."""
+    if cfg.regime == "off-the-shelf" or "train" not in dd:
+        return None
+    train_qrels = _train_qrels(cfg, qrels)
+    grades = hashlib.sha1(json.dumps(train_qrels, sort_keys=True).encode()).hexdigest()[:16] if train_qrels is not None else "binary"
+    return f"{cfg.fingerprint()}-{dd['train']._fingerprint}-{grades}"
+
+
+def default_checkpoints(fingerprint: str) -> Path:
+    """``checkpoints/<key>`` in the per-user cache, ``<key>`` a hash of :func:`resume_fingerprint`."""
+    from rerank_lab.cache import cache_dir
+
+    return cache_dir() / "checkpoints" / hashlib.sha1(fingerprint.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def checkpoint_folder(checkpoints: Path | None, fingerprint: str | None) -> Iterator[Path | None]:
+    """The folder a training writes its checkpoints to, emptied once it has finished.
+
+    ``checkpoints`` given: that folder (left empty at the end, as DVC's persisted output was).
+    ``None``: :func:`default_checkpoints`, held under an exclusive lock for the whole run (the
+    kernel drops it when the process dies, even by SIGKILL), so that two processes training the
+    same settings never write one folder at once; removed at the end. ``fingerprint`` None:
+    nothing is trained, no folder.
+    """
+    if fingerprint is None:
+        yield checkpoints
+        return
+    if checkpoints is not None:
+        yield checkpoints
+        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: nothing left to resume
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        return
+    folder = default_checkpoints(fingerprint)
+    folder.parent.mkdir(exist_ok=True)
+    with (folder.parent / f"{folder.name}.lock").open("a") as lock:  # kept: unlinking a lock file others wait on races
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is training the same settings in %s; waiting for it to finish", folder)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield folder
+        shutil.rmtree(folder, ignore_errors=True)  # finished: nothing left to resume
+
+
 def train(
     cfg: TrainConfig,
     dd: datasets.DatasetDict,
     out: Path,
-    checkpoints: Path,
+    checkpoints: Path | None = None,
     dataset_path: str = "dataset",
     qrels: dict[str, Qrels] | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Train (or, for R0, just load) a cross-encoder and save it to ``out``; returns metrics and the log.
 
-    ``qrels`` maps split -> graded judgments; ``gains: graded`` with a list-format loss needs ``train``.
+    ``checkpoints``: the folder to resume from (see :func:`checkpoint_folder`; ``None``: the
+    per-user cache's). ``qrels`` maps split -> graded judgments; ``gains: graded`` with a
+    list-format loss needs ``train``.
     """
+    fingerprint = resume_fingerprint(cfg, dd, qrels)
+    with checkpoint_folder(checkpoints, fingerprint) as folder:
+        return _train(cfg, dd, out, folder, fingerprint, dataset_path, qrels)
+
+
+def _train(
+    cfg: TrainConfig,
+    dd: datasets.DatasetDict,
+    out: Path,
+    checkpoints: Path | None,
+    fingerprint: str | None,
+    dataset_path: str,
+    qrels: dict[str, Qrels] | None,
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
     import transformers
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     transformers.set_seed(cfg.seed)  # the fresh classification head is drawn from this seed
     device = best_device()
     spec = loss_spec(cfg.loss_name) if cfg.regime != "off-the-shelf" else None
-    train_qrels = (qrels or {}).get("train") if cfg.uses_grades else None
+    train_qrels = _train_qrels(cfg, qrels)
     if cfg.uses_grades and train_qrels is None:
         raise ConfigError(
             f"train.gains is graded and loss {cfg.loss_name!r} trains on list labels, but no train qrels were given",
@@ -248,9 +327,8 @@ def train(
             disable_tqdm=False,
         )
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=examples, loss=loss, evaluator=evaluator)
-        # resume only a run with the same settings on the same data (saved splits carry content hashes)
-        grades = hashlib.sha1(json.dumps(train_qrels, sort_keys=True).encode()).hexdigest()[:16] if train_qrels is not None else "binary"
-        resume = _last_checkpoint(checkpoints, f"{cfg.fingerprint()}-{dd['train']._fingerprint}-{grades}")
+        # resume only a run with the same settings on the same data (resume_fingerprint)
+        resume = _last_checkpoint(checkpoints, fingerprint)
         if resume:
             log.info("resuming from %s", resume)
             if isinstance(loss, CurriculumLoss):  # the schedule goes on where the checkpoint left it
@@ -273,10 +351,7 @@ def train(
         (tmp / "rerank_lab_train.json").write_text(
             json.dumps({"config": dataclasses.asdict(cfg), "metrics": stable}, indent=2, sort_keys=True) + "\n"
         )
-    if spec is not None:
-        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: nothing left to resume
-        checkpoints.mkdir(parents=True, exist_ok=True)
-    return metrics, history
+    return metrics, history  # checkpoint_folder empties the checkpoints
 
 
 def _drop_timings(card: Path) -> None:
@@ -312,7 +387,8 @@ def configure(params: dict[str, Any]) -> TrainConfig:
 
 def run(cfg: TrainConfig, inputs: dict[str, Any], outputs: dict[str, Path]) -> dict[str, float]:
     """Train on ``--dataset`` (grades from ``--qrels``) into ``--output`` and ``--plots``, resuming
-    from ``--checkpoints``; the metrics include :data:`VOLATILE` keys (printed, not written)."""
+    from ``--checkpoints`` (when omitted: the per-user cache's folder for these settings); the
+    metrics include :data:`VOLATILE` keys (printed, not written)."""
     from rerank_lab.io.datasets import load_dataset
     from rerank_lab.io.qrels import read_qrels
     from rerank_lab.models import require_declared
@@ -323,7 +399,7 @@ def run(cfg: TrainConfig, inputs: dict[str, Any], outputs: dict[str, Path]) -> d
     if inputs["qrels"] is not None:  # the graded judgments: one <split>.tsv per split the dataset has
         files = {split: inputs["qrels"] / f"{split}.tsv" for split in dd}
         qrels = {split: read_qrels(f) for split, f in files.items() if f.is_file()}
-    metrics, history = train(cfg, dd, outputs["output"], outputs["checkpoints"], str(inputs["dataset"]), qrels=qrels)
+    metrics, history = train(cfg, dd, outputs["output"], outputs.get("checkpoints"), str(inputs["dataset"]), qrels=qrels)
     write_plots(history, outputs["plots"])
     return metrics
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,8 @@ from rerank_lab.config import ListOf, Number, Split, invalid, params_model
 from rerank_lab.errors import InputError
 from rerank_lab.policy import CALIBRATIONS, FUSIONS, GATES, NORMS, QueryCandidates, System, calibrated, candidates, sigmoid
 from rerank_lab.study import TuneInputs, TuneResult, tune
+
+log = logging.getLogger(__name__)
 
 Calibration = Literal["sigmoid", "platt", "isotonic"]  # policy.CALIBRATIONS (a test keeps them equal)
 Fusion = Literal["none", "rrf", "weighted"]  # policy.FUSIONS
@@ -44,7 +47,10 @@ class TuneConfig:
     seed: int = 42
     pruner: Literal["none", "median", "successive-halving", "hyperband"] = "median"
     stages: int = Field(4, ge=1)  # a trial is scored on 1/stages, 2/stages, ... of the select queries
-    storage: str | None = None  # None: a fresh seeded in-memory study per run; a URL: a shared, non-deterministic study
+    # None: a fresh seeded in-memory study per run; a URL: a shared, non-deterministic study. A relative file path
+    # (sqlite:///optuna.db, journal:optuna.log) lies in the per-user cache (rerank_lab.cache: $RERANK_LAB_CACHE, else
+    # $XDG_CACHE_HOME/rerank-lab, else ~/.cache/rerank-lab), so queued experiments share it; absolute paths and servers as given
+    storage: str | None = None
     study_name: str | None = None  # None = derived from the inputs, the search space and the code
     split: Split = "validation"
     confirm_fraction: Number = Field(0.5, gt=0.0, lt=1.0)  # share of the dev split held out to confirm the choice
@@ -98,6 +104,8 @@ def run(cfg: tuple[TuneConfig, str], inputs: dict[str, Any], outputs: dict[str, 
 
 
 def describe(cfg: tuple[TuneConfig, str], s: dict[str, Any]) -> str:
+    if not s.get("tuned", True):
+        return f"not tuned: the {cfg[0].split} split has no queries"
     return (
         f"study {s['study']}: {s['trials']} trials ({s['trials_this_run']} new, {s['pruned']} pruned); "
         f"nDCG@10 select {s['default_select_ndcg@10']:.4f} -> {s['best_select_ndcg@10']:.4f}, "
@@ -207,8 +215,18 @@ def tune_stage(
     ``answerability/<split>.tsv`` (each query's probability of having evidence),
     ``best.json``, ``trials.tsv`` and ``topk.tsv`` under ``out``; returns the metrics.
     """
-    from rerank_lab.io.atomic import atomic_dir
+    from rerank_lab.io.atomic import atomic_dir, write_text
+    from rerank_lab.io.datasets import load_dataset
 
+    dd = load_dataset(dataset)
+    if cfg.split not in dd or len(dd[cfg.split]) == 0:
+        # e.g. ArguAna (test queries only) evaluated zero-shot: nothing to tune on, so no tuned system --
+        # said in the metrics and best.json, never guessed; evaluate reports the untuned runs
+        log.warning("the %s split of %s has no queries: not tuned (no tuned run is written)", cfg.split, dataset)
+        with atomic_dir(out) as tmp:
+            untuned = {"tuned": False, "reason": f"the {cfg.split} split has no queries", "epsilon": cfg.epsilon}
+            write_text(tmp / "best.json", json.dumps(untuned, indent=2, sort_keys=True) + "\n")
+        return {"tuned": False, "dev_queries": 0, "epsilon": cfg.epsilon}
     inputs = read_inputs(cfg, dataset, qrels_dir, runs_root, scored_root)
     result = tune(cfg, inputs, storage_url)
     with atomic_dir(out) as tmp:
