@@ -267,7 +267,7 @@ def test_report_from_a_real_experiment(pipeline: Path) -> None:
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
         assert f"]({png})" in md
     board = (report / "leaderboard.csv").read_text().splitlines()
-    assert board[0].startswith("experiment,rev,dataset,generator,reranker,regime,loss,negatives")
+    assert board[0].startswith("experiment,rev,dataset,trained_on,generator,reranker,regime,loss,negatives")
     # one combination (same generator, reranker, regime, loss, negatives) under two budgets: epsilon 0.5 and 1.0
     rows = list(csv.DictReader(board))
     assert sorted((r["experiment"], float(r["epsilon"])) for r in rows) == [("loose-eps", 1.0), ("main", 0.5)]

@@ -205,6 +205,7 @@ def test_leaderboard_rows_read_the_tuned_system():
         "rev": "6666666",
         "kind": "experiment",
         "dataset": "scifact_rationales",
+        "trained_on": "scifact_rationales",
         "generator": "bm25",
         "reranker": "all-MiniLM-L6-v2",
         "regime": "listwise",
@@ -313,7 +314,7 @@ def test_write_leaderboard_files_read_back(tmp_path: Path):
     board = best_per_combination(leaderboard_rows(_records()))
     write_leaderboard(board, tmp_path)
     columns = [
-        "experiment", "rev", "dataset", "generator", "reranker", "regime", "loss", "negatives", "epsilon",
+        "experiment", "rev", "dataset", "trained_on", "generator", "reranker", "regime", "loss", "negatives", "epsilon",
         "dev_confirm_ndcg@10", "beats_untuned_on_confirm", "beats_first_stage_on_confirm", "meets_epsilon_on_confirm",
         "test_ndcg@10", "test_ci", "test_p_vs_first_stage", "test_p_holm_test_reads", "test_false_evidence", "test_ece",
         "test_recall@100", "first_stage_test_ndcg@10", "settings",
@@ -337,7 +338,7 @@ def test_write_leaderboard_files_read_back(tmp_path: Path):
     assert md[1] == "|" + "---|" * (len(columns) - 1)
     assert len(md) == 2 + len(board)
     assert md[2].startswith(
-        "| exp-confirm | 6666666 | scifact_rationales | bm25 | all-MiniLM-L6-v2 | listwise | listnet | mixed | 0.5000 | 0.5800 "
+        "| exp-confirm | 6666666 | scifact_rationales | scifact_rationales | bm25 | all-MiniLM-L6-v2 | listwise | listnet | mixed | 0.5000 | 0.5800 "
         "| yes | no | yes | 0.7200 |"
     )
 

@@ -81,6 +81,9 @@ def prepare_copy(
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     for key, value in overrides.items():
         _set(params, key, value)
+    train = params.get("train") or {}
+    if "train.dataset" not in overrides and train.get("dataset") not in params.get("datasets", []):
+        train["dataset"] = params["datasets"][0]  # a copy on other datasets trains on its first one (check would refuse)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     raw_dir = workdir / "data" / "raw"
     raw_dir.mkdir(parents=True)
