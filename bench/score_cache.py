@@ -17,7 +17,8 @@ from pathlib import Path
 from rerank_lab.config import ConvertConfig
 from rerank_lab.convert import convert
 from rerank_lab.schema import passage_text
-from rerank_lab.scoring import PairScorer, ScoreCache
+from rerank_lab.score_cache import ScoreCache
+from rerank_lab.scoring import PairScorer
 
 
 def scifact_pairs(folder: Path, n: int) -> list[tuple[str, str]]:

@@ -291,7 +291,8 @@ def test_two_queued_experiments_at_once_share_the_score_cache(tmp_path):
     """``dvc exp run --queue`` twice (top_k 3 and 5), ``dvc queue start -j 2``: both run the real
     ``rerank-lab score`` at the same time in DVC's temporary workspaces, writing one per-user cache.
     Every (model, pair) is stored once, and its score equals a serial run's."""
-    from rerank_lab.scoring import PairScorer, ScoreCache
+    from rerank_lab.score_cache import ScoreCache
+    from rerank_lab.scoring import PairScorer
 
     project, cache = tmp_path / "project", tmp_path / "cache"
     world = _world(project)

@@ -385,7 +385,7 @@ def test_bad_params_stop_every_command_before_it_reads_or_writes(command, params
 
 def test_params_read_floats_as_dvc_writes_them(tmp_path: Path) -> None:
     # `dvc exp run -S train.learning_rate=2e-5` writes 2e-05 (no dot): YAML 1.1 would read it as text
-    from rerank_lab.config import load_params
+    from rerank_lab.params_file import load_params
     from rerank_lab.train import TrainConfig
 
     path = tmp_path / "params.yaml"

@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from rerank_lab import cli
-from rerank_lab.config import load_params
 from rerank_lab.errors import ConfigError
-from rerank_lab.grid import applied, cell_names, cells, check_cell, grid_axes, hydra_value, labels, select
+from rerank_lab.grid import applied, cells, check_cell, grid_axes, hydra_value, select
+from rerank_lab.grid_names import cell_names, labels
+from rerank_lab.params_file import load_params
 from rerank_lab.stage import Stage
 from rerank_lab.validate import CHOICE_LISTS, CHOICES, SELF, configures
 

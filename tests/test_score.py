@@ -12,7 +12,7 @@ from rerank_lab.io.scores import read_scores
 from rerank_lab.io.trec import ranked, read_run, write_run
 from rerank_lab.schema import to_corpus
 from rerank_lab.score import ScoreConfig, rerank, score_runs
-from rerank_lab.scoring import ScoreCache
+from rerank_lab.score_cache import ScoreCache
 from tests.mine_world import CORPUS, QUERIES, text
 
 QUERY_TEXT = {"v1": QUERIES["v1"], "v2": QUERIES["q1"]}

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from rerank_lab.errors import ConfigError
-from rerank_lab.scoring import PairScorer, ScoreCache, model_key, pair_key
+from rerank_lab.score_cache import ScoreCache
+from rerank_lab.scoring import PairScorer, model_key, pair_key
 from tests.conftest import MINILM, MINILM_MAX_LENGTH
 
 QUERY = "What makes ocean tides rise and fall?"

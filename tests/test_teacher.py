@@ -11,7 +11,7 @@ import pytest
 from rerank_lab.errors import ConfigError, InputError
 from rerank_lab.io.datasets import load_dataset, save_dataset
 from rerank_lab.schema import TEACHER_FEATURE, to_dataset
-from rerank_lab.scoring import ScoreCache
+from rerank_lab.score_cache import ScoreCache
 from rerank_lab.teacher import CrossEncoderTeacher, FirstStageTeacher, add_teacher_scores, make_teacher
 from tests.conftest import MINILM_MAX_LENGTH
 from tests.mine_world import QUERIES, World, row, text, write_world

@@ -19,22 +19,12 @@ import torch
 from scipy.stats import spearmanr
 from sentence_transformers import CrossEncoder
 
+from rerank_lab.checkpoints import _last_checkpoint, checkpoint_folder, default_checkpoints, resume_fingerprint
 from rerank_lab.errors import ConfigError, InputError
 from rerank_lab.evaluate import mean, per_query
 from rerank_lab.losses import LOSSES
 from rerank_lab.schema import to_dataset
-from rerank_lab.train import (
-    REGIMES,
-    TrainConfig,
-    _last_checkpoint,
-    build_examples,
-    checkpoint_folder,
-    default_checkpoints,
-    dev_samples,
-    resume_fingerprint,
-    train,
-    write_plots,
-)
+from rerank_lab.train import REGIMES, TrainConfig, build_examples, dev_samples, train, write_plots
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -370,7 +360,7 @@ def test_two_processes_of_one_training_take_turns_on_its_folder(tmp_path, monkey
     fingerprint = resume_fingerprint(_cfg(), _dd(TINY))
     entered = tmp_path / "entered"
     code = (
-        "import logging, sys; from pathlib import Path; from rerank_lab.train import checkpoint_folder\n"
+        "import logging, sys; from pathlib import Path; from rerank_lab.checkpoints import checkpoint_folder\n"
         "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
         f"with checkpoint_folder(None, {fingerprint!r}) as folder: Path({str(entered)!r}).write_text(str(folder))\n"
     )

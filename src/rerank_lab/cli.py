@@ -216,7 +216,7 @@ MINE = Stage("mine", inputs=("input", "corpus", "qrels", "runs", "models"), metr
 def mine(**options: Any) -> None:
     """Append negatives with the miner named in mine.miner (random, retriever-hard, iterative-hard, mixed)."""
     from rerank_lab import mine as stage
-    from rerank_lab.scoring import default_cache_path
+    from rerank_lab.score_cache import default_cache_path
 
     run_stage(MINE, stage, {**options, "cache": options["cache"] or default_cache_path()})
 
@@ -234,7 +234,7 @@ TEACHER = Stage("teacher-score", inputs=("input", "runs", "models"), caches=("ca
 def teacher_score(**options: Any) -> None:
     """Append a teacher_scores.<name> column per teacher in teacher_score.teachers."""
     from rerank_lab import teacher as stage
-    from rerank_lab.scoring import default_cache_path
+    from rerank_lab.score_cache import default_cache_path
 
     run_stage(TEACHER, stage, {**options, "cache": options["cache"] or default_cache_path()})
 
@@ -289,7 +289,7 @@ SCORE = Stage("score", inputs=("model", "runs", "dataset", "corpus"), metrics="m
 def score(**options: Any) -> None:
     """Rerank the top score.top_k of each run in score.runs; scores are cached across experiments."""
     from rerank_lab import score as stage
-    from rerank_lab.scoring import default_cache_path
+    from rerank_lab.score_cache import default_cache_path
 
     run_stage(SCORE, stage, {**options, "cache": options["cache"] or default_cache_path()})
 

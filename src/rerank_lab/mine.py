@@ -128,7 +128,8 @@ def run(cfg: tuple[MineConfig, Any], inputs: dict[str, Any], outputs: dict[str, 
     mine_cfg, miner = cfg
     scorers = {}
     if getattr(miner, "model", None):
-        from rerank_lab.scoring import PairScorer, ScoreCache
+        from rerank_lab.score_cache import ScoreCache
+        from rerank_lab.scoring import PairScorer
 
         require_declared(str(miner.model), inputs["models"], f"miners.{mine_cfg.miner}.model")
         scorers[miner.model] = PairScorer(miner.model, miner.max_length, cache=ScoreCache(outputs.get("cache")))

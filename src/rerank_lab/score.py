@@ -124,7 +124,8 @@ def run(cfg: ScoreConfig, inputs: dict[str, Any], outputs: dict[str, Any]) -> di
     """``--runs`` reranked by ``--model`` into ``--output`` (pairs cached in ``--cache``); the
     metrics include :data:`VOLATILE` keys (printed, not written)."""
     from rerank_lab.io.datasets import load_corpus, split_queries
-    from rerank_lab.scoring import PairScorer, ScoreCache
+    from rerank_lab.score_cache import ScoreCache
+    from rerank_lab.scoring import PairScorer
 
     scorer = PairScorer(str(inputs["model"]), cfg.max_length, cfg.batch_tokens, cfg.dtype, cache=ScoreCache(outputs.get("cache")))
     queries = split_queries(inputs["dataset"], cfg.splits)

@@ -4,7 +4,7 @@
 * pairs are sorted by length and packed into batches under a token budget, so a batch of short
   pairs is wide and a batch of long pairs is narrow (little padding, steady memory);
 * bf16 autocast on CUDA, fp32 on CPU by default; an explicit ``dtype`` runs on any device;
-* a persistent :class:`ScoreCache` (sqlite) maps (model key, pair text) to a score, so a later
+* a persistent :class:`~rerank_lab.score_cache.ScoreCache` (sqlite) maps (model key, pair text) to a score, so a later
   experiment that needs a score already computed reads it instead of running the model. The model
   key (:func:`fingerprint`) covers everything that decides a score: the model's files or hub
   revision, its head, the scoring settings and the library versions.
@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from tqdm import tqdm
 
 from rerank_lab.errors import ConfigError
 from rerank_lab.models import best_device, hub_cache, hub_config, hub_offline, hub_revision, resolve_model
+from rerank_lab.score_cache import ScoreCache
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,6 @@ NOT_SCORING_STATE = {"rerank_lab_train.json", "README.md", ".rerank-lab-output"}
 NOT_MODEL_DIRS = {".git", ".cache"}
 # distributions whose code computes a score: kernels, tokenization, model loading
 LIBRARIES = ("torch", "transformers", "sentence-transformers", "tokenizers")
-DEFAULT_NAME = "scores.sqlite"  # the stages' score cache: rerank_lab.cache.cache_dir() / DEFAULT_NAME
 SCORE_RULES = {0: f"fresh 1-logit head (seed {FRESH_HEAD_SEED}): logit", 1: "logit", 2: "logit[1] - logit[0]"}
 
 
@@ -183,106 +181,6 @@ def head_scores(logits: np.ndarray) -> np.ndarray:
     if logits.shape[1] == 2:
         return logits[:, 1] - logits[:, 0]
     raise ConfigError(f"a head of {logits.shape[1]} logits has no reranker score", fix="use a 1-logit or 2-class cross-encoder")
-
-
-def default_cache_path() -> Path:
-    """The stages' score cache when ``--cache`` is not given: ``scores.sqlite`` in the per-user
-    cache folder (:func:`rerank_lab.cache.cache_dir`; created, and checked writable)."""
-    from rerank_lab.cache import cache_dir
-
-    return cache_dir() / DEFAULT_NAME
-
-
-class ScoreCache:
-    """A sqlite table ``(model, pair) -> score`` shared by every experiment of a user.
-
-    ``path`` None: in memory (tests, one-off scoring). The stages default to
-    ``rerank_lab.cache.cache_dir() / "scores.sqlite"`` (see :data:`DEFAULT_NAME`), outside the
-    workspace, so that queued experiments (``dvc queue start -j N``) share it while they run:
-
-    * WAL journal: readers never block the writer, and a process killed mid-write leaves the file
-      consistent (the torn transaction is rolled back on the next open);
-    * short write transactions (``BEGIN IMMEDIATE``, :data:`WRITE_CHUNK` rows each) under a busy
-      timeout, retried while another writer holds the lock;
-    * first writer wins (``INSERT OR IGNORE``) and :meth:`put` returns the stored scores, so every
-      experiment uses, and later ones read, the same value for a pair even if two processes
-      computed it at once (their batches may differ in the last bits).
-
-    WAL needs a local file system (not NFS); point ``RERANK_LAB_CACHE`` at a local folder.
-    """
-
-    WRITE_CHUNK = 500
-    BUSY_TIMEOUT_S = 60.0
-    RETRIES = 20
-
-    def __init__(self, path: str | Path | None) -> None:
-        self.path = Path(path) if path else None
-        self.hits = 0
-        if self.path is None:
-            self._db = sqlite3.connect(":memory:", isolation_level=None)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level None: autocommit, so each transaction is the explicit one below
-            self._db = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT_S, isolation_level=None)
-            self._retry(lambda: self._db.execute("PRAGMA journal_mode=WAL"))  # persistent; switching takes the lock briefly
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: never corrupt, at worst loses the last commits on power loss
-        self._retry(
-            lambda: self._db.execute("CREATE TABLE IF NOT EXISTS scores (model TEXT, pair TEXT, score REAL, PRIMARY KEY (model, pair))")
-        )
-
-    def _retry(self, action):
-        """Run ``action``; while another process holds the database (past the busy timeout, or
-        where sqlite returns SQLITE_BUSY at once), wait and try again."""
-        for attempt in range(self.RETRIES):
-            try:
-                return action()
-            except sqlite3.OperationalError as exc:
-                busy = "locked" in str(exc) or "busy" in str(exc)
-                if not busy or attempt == self.RETRIES - 1:
-                    raise
-                time.sleep(min(0.05 * 2**attempt, 2.0))
-        raise AssertionError("unreachable")
-
-    def _select(self, model: str, keys: Sequence[str]) -> dict[str, float]:
-        found: dict[str, float] = {}
-        for i in range(0, len(keys), 500):  # sqlite's limit on bound variables
-            chunk = list(keys[i : i + 500])
-            rows = self._db.execute(
-                f"SELECT pair, score FROM scores WHERE model = ? AND pair IN ({','.join('?' * len(chunk))})", [model, *chunk]
-            ).fetchall()
-            found.update(rows)
-        return found
-
-    def get(self, model: str, keys: Sequence[str]) -> dict[str, float]:
-        found = self._retry(lambda: self._select(model, keys))
-        self.hits += len(found)
-        return found
-
-    def put(self, model: str, scores: dict[str, float]) -> dict[str, float]:
-        """Store ``scores`` (a pair already stored keeps its score); returns the stored scores of these pairs."""
-        items = list(scores.items())
-        stored: dict[str, float] = {}
-        for i in range(0, len(items), self.WRITE_CHUNK):
-            chunk = items[i : i + self.WRITE_CHUNK]
-            stored.update(self._retry(lambda chunk=chunk: self._write(model, chunk)))
-        return stored
-
-    def _write(self, model: str, chunk: list[tuple[str, float]]) -> dict[str, float]:
-        # IMMEDIATE takes the write lock up front, where the busy timeout applies (a deferred
-        # transaction that upgrades from read to write fails at once instead of waiting)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("INSERT OR IGNORE INTO scores VALUES (?, ?, ?)", [(model, k, v) for k, v in chunk])
-            stored = self._select(model, [k for k, _ in chunk])
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        return stored
-
-    def close(self) -> None:
-        self._db.close()
 
 
 class PairScorer:

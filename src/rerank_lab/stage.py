@@ -113,8 +113,8 @@ def run_stage(stage: Stage, module: StageModule | Hooks, options: dict[str, Any]
     """
     import click
 
-    from rerank_lab.config import load_params
     from rerank_lab.io.atomic import write_text
+    from rerank_lab.params_file import load_params
 
     params = load_params(options["params"]) if stage.params else {}
     cfg = module.configure(params, **{c: options[c] for c in stage.choices})

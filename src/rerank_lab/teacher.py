@@ -110,7 +110,7 @@ def run(teachers: dict[str, object], inputs: dict[str, Any], outputs: dict[str, 
     """``--input`` with one ``teacher_scores.<name>`` column per teacher, into ``--output``."""
     from rerank_lab.io.datasets import load_dataset, save_dataset
     from rerank_lab.models import require_declared
-    from rerank_lab.scoring import ScoreCache
+    from rerank_lab.score_cache import ScoreCache
 
     for name, teacher in teachers.items():
         if getattr(teacher, "model", None):
