@@ -22,6 +22,7 @@ computed any pair but the new ones. The experiments are removed afterwards (``--
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -45,11 +46,14 @@ def run_cell(name: str, sets: list[str]) -> tuple[float, list[tuple[str, str, fl
     args = [DVC, "exp", "run", "--temp", "-n", name, *[a for s in sets for a in ("-S", s)]]
     print(f"$ {' '.join(args[1:])}", flush=True)
     start = time.monotonic()
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")  # rerank-lab for the stages
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     stages: list[list] = []
     counters = None
+    tail: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
+        tail = [*tail[-19:], line.rstrip()]
         now = time.monotonic() - start
         for pattern, state in STATE:
             if m := pattern.match(line):
@@ -62,7 +66,7 @@ def run_cell(name: str, sets: list[str]) -> tuple[float, list[tuple[str, str, fl
     if stages:
         stages[-1][2] = wall - stages[-1][2]
     if proc.wait() != 0:
-        sys.exit(f"experiment {name} failed (rerun the command above to see why)")
+        sys.exit("\n".join([*tail, f"experiment {name} failed (its last output above)"]))
     return wall, [(s, st, sec) for s, st, sec in stages], counters
 
 

@@ -7,6 +7,15 @@ import pytest
 MINILM = "all-MiniLM-L6-v2"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """A per-user cache for the whole session, set before any module-scoped fixture runs (the pipeline
+    fixture's `dvc repro` subprocesses): no test ever writes the real ~/.cache/rerank-lab."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RERANK_LAB_CACHE", str(tmp_path_factory.mktemp("rerank-lab-session-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own per-user cache (scores, checkpoints): never the real ~/.cache/rerank-lab,
