@@ -338,3 +338,14 @@ def test_bad_grid_input_is_one_line_and_queues_nothing(grid, args, expected, sha
     assert re.match(expected, err.removeprefix("error: ")), err
     assert _queued(shared_repo) == []
     assert _run(shared_repo, "dvc", "exp", "ls", "--name-only").stdout.strip() == ""
+
+
+def test_an_unwritable_cache_stops_the_queue_before_any_cell(shared_repo: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    (shared_repo / "params.yaml").write_text(yaml.safe_dump(_params({"axes": GRID}), sort_keys=False))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    monkeypatch.setenv("RERANK_LAB_CACHE", str(blocker / "cache"))  # under a file: no one can create it, root included
+    code, _, err = _main(shared_repo, ["grid", "queue"], monkeypatch, capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert str(blocker / "cache") in err and "RERANK_LAB_CACHE" in err, err
+    assert _queued(shared_repo) == []

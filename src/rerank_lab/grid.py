@@ -323,6 +323,10 @@ def queue(
     names = cell_names(axes, chosen)
     for name, cell in zip(names, chosen, strict=True):
         check_cell(params_path, name, cell)
+    if not dry_run:  # the cells' scores and checkpoints go there: an unwritable one fails now, not in every cell
+        from rerank_lab.cache import cache_dir
+
+        cache_dir()
     clash = taken(names)
     if clash and not skip_existing:
         raise _refusal(clash, len(names))
