@@ -67,12 +67,13 @@ class RevisionFiles:
             return p.read_text(encoding="utf-8") if p.is_file() else None
         from dvc.api import DVCFileSystem
         from dvc.exceptions import DvcException
+        from dvc_data.index.index import DataIndexDirError
 
         try:
             if rev not in self._fs:
                 self._fs[rev] = DVCFileSystem(str(self.repo), rev=rev)
             return self._fs[rev].read_text(path, encoding="utf-8")
-        except (FileNotFoundError, DvcException):  # not in that commit, or its cache object is missing
+        except (FileNotFoundError, DvcException, DataIndexDirError):  # not in that commit, or its cache object is missing
             self.unreadable.append((rev, path))
             return None
 
