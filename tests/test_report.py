@@ -5,9 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from rerank_lab.report import (
     plot_topk,
     write_leaderboard,
 )
+from tests.dvc_toy import DVC, GIT_ENV, commit_toy_pipeline, run
 
 EVAL = "metrics/evaluate/scifact_rationales.json"
 TUNE = "metrics/tune/scifact_rationales.json"
@@ -435,16 +434,6 @@ def test_plot_reliability_needs_rows_of_its_split(tmp_path: Path):
 
 # --- build_report() -----------------------------------------------------------------------------
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "rerank-lab tests",
-    "GIT_AUTHOR_EMAIL": "tests@example.invalid",
-    "GIT_COMMITTER_NAME": "rerank-lab tests",
-    "GIT_COMMITTER_EMAIL": "tests@example.invalid",
-    "DVC_NO_ANALYTICS": "1",
-    # hermetic: no user/system git config (identity, signing, hooks) -- the identity above is all there is, as in CI
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 
 def test_build_report_outside_a_dvc_repo(tmp_path: Path, monkeypatch):
@@ -486,11 +475,6 @@ open("data/evaluate/toy/reliability.tsv", "w").write(RELIABILITY)
 """
 
 
-def _run(args: list[str], cwd: Path) -> None:
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env={**os.environ, **GIT_ENV})
-    assert proc.returncode == 0, f"{args}: {proc.stdout}\n{proc.stderr}"
-
-
 def test_build_report_end_to_end(tmp_path: Path, monkeypatch):
     for k, v in GIT_ENV.items():
         monkeypatch.setenv(k, v)
@@ -505,15 +489,9 @@ def test_build_report_end_to_end(tmp_path: Path, monkeypatch):
         "outs": ["data/tune/toy", "data/evaluate/toy"],
         "metrics": [{"metrics/evaluate/toy.json": {"cache": False}}, {"metrics/tune/toy.json": {"cache": False}}],
     }
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"toy": stage}}), encoding="utf-8")
-    dvc = [sys.executable, "-m", "dvc"]
-    _run(["git", "init", "-q", "-b", "main"], repo)
-    _run([*dvc, "init", "-q"], repo)
-    _run([*dvc, "repro", "-q"], repo)
-    _run(["git", "add", "-A"], repo)
-    _run(["git", "commit", "-q", "-m", "toy pipeline"], repo)
-    _run([*dvc, "exp", "run", "-q", "-n", "exp-listnet", "-S", "train.loss=listnet"], repo)
-    _run([*dvc, "exp", "run", "-q", "-n", "exp-ranknet", "-S", "train.loss=ranknet"], repo)
+    commit_toy_pipeline(repo, stage, "toy pipeline")
+    run([*DVC, "exp", "run", "-q", "-n", "exp-listnet", "-S", "train.loss=listnet"], repo)
+    run([*DVC, "exp", "run", "-q", "-n", "exp-ranknet", "-S", "train.loss=ranknet"], repo)
 
     written = build_report(repo, repo / "report", base="main")
 

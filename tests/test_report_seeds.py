@@ -8,9 +8,7 @@ and the report reads their per-query values back through DVC at each experiment'
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from rerank_lab.report import build_report
 from rerank_lab.report.reads import TestReads
 from rerank_lab.report.revs import parse_per_query, parse_run_hashes
 from rerank_lab.report.seeds import averaged, group_key, mean_std, seed_groups
+from tests.dvc_toy import DVC, GIT_ENV, commit_toy_pipeline, run
 
 # --- mean ± std, averaging, grouping ------------------------------------------------------------
 
@@ -125,15 +124,6 @@ def test_test_reads_dedupe_identical_run_files_and_adjust_over_the_family():
 
 # --- a real git + DVC repository ----------------------------------------------------------------
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "rerank-lab tests",
-    "GIT_AUTHOR_EMAIL": "tests@example.invalid",
-    "GIT_COMMITTER_NAME": "rerank-lab tests",
-    "GIT_COMMITTER_EMAIL": "tests@example.invalid",
-    "DVC_NO_ANALYTICS": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 # Per-query test nDCG@10 of the tuned system by (loss, seed); the first stage is the same file everywhere.
 # listnet, averaged over seeds 1-3: q0 (0.5+0.6+0.4)/3 = 0.5, q1 0.6, q2 0.3, q3 0.3.
@@ -163,11 +153,6 @@ open("data/evaluate/toy/runs.tsv", "w").write("run\\tsplit\\tsha256\\n" + hashes
 """
 
 
-def _run(args: list, cwd: Path) -> None:
-    proc = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **GIT_ENV})
-    assert proc.returncode == 0, f"{args}: {proc.stdout}\n{proc.stderr}"
-
-
 def test_report_groups_seeds_and_counts_test_reads_in_a_real_dvc_repo(tmp_path: Path, monkeypatch):
     for k, v in GIT_ENV.items():
         monkeypatch.setenv(k, v)
@@ -187,16 +172,10 @@ def test_report_groups_seeds_and_counts_test_reads_in_a_real_dvc_repo(tmp_path: 
         "outs": ["data/evaluate/toy"],
         "metrics": [{"metrics/evaluate/toy.json": {"cache": False}}, {"metrics/tune/toy.json": {"cache": False}}],
     }
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"toy": stage}}), encoding="utf-8")
-    dvc = [sys.executable, "-m", "dvc"]
-    _run(["git", "init", "-q", "-b", "main"], repo)
-    _run([*dvc, "init", "-q"], repo)
-    _run([*dvc, "repro", "-q"], repo)
-    _run(["git", "add", "-A"], repo)
-    _run(["git", "commit", "-q", "-m", "toy"], repo)
+    commit_toy_pipeline(repo, stage, "toy")
     # each run starts from the workspace, which holds the previous run's params: set both
     for name, loss, seed in (("s2", "listnet", 2), ("s3", "listnet", 3), ("rank", "ranknet", 1)):
-        _run([*dvc, "exp", "run", "-q", "-n", name, "-S", f"train.loss={loss}", "-S", f"train.seed={seed}"], repo)
+        run([*DVC, "exp", "run", "-q", "-n", name, "-S", f"train.loss={loss}", "-S", f"train.seed={seed}"], repo)
 
     written = build_report(repo, repo / "report", base="main")
 
