@@ -102,6 +102,38 @@ def test_scores_do_not_depend_on_batch_tokens(minilm_scorer_factory):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_scoring_never_asks_the_tokenizer_to_truncate_and_keeps_no_per_pair_state(minilm_scorer_factory, monkeypatch):
+    """A truncating fast tokenizer builds every pair's overflow cross product (ArguAna's 28,000 long
+    pairs: the score stage was killed at 23 GB); the scorer truncates by rule instead
+    (rerank_lab.pair_tokens), and nothing per pair outlives a call (a scored pair is in the cache)."""
+    pairs = [(q * 40, p * 40) for q, p in SHARED + NEW]  # well past max_length
+    scorer = minilm_scorer_factory()
+    tokenizer = scorer._load().tokenizer
+    calls = []
+    real = type(tokenizer).__call__
+    monkeypatch.setattr(type(tokenizer), "__call__", lambda self, *a, **kw: calls.append(kw.get("truncation")) or real(self, *a, **kw))
+    scores = scorer.score(pairs)
+    assert calls and set(calls) == {False}
+    monkeypatch.undo()
+    # the scores are those of the tokenizer's own truncation, fed to the same model
+    features = tokenizer(
+        [q for q, _ in pairs],
+        [p for _, p in pairs],
+        truncation="longest_first",
+        max_length=scorer.max_length,
+        padding=True,
+        return_tensors="pt",
+    )
+    import torch
+
+    with torch.inference_mode():
+        logits = scorer._load().model(**features).logits
+    np.testing.assert_allclose(scores, logits[:, 0].numpy(), atol=1e-5)
+    keys = {pair_key(q, p) for q, p in pairs}
+    per_pair_state = [name for name, v in vars(scorer).items() if isinstance(v, dict) and keys & set(v)]
+    assert per_pair_state == [], per_pair_state
+
+
 def test_scores_are_in_input_order(minilm_scorer_factory):
     forward = minilm_scorer_factory().score(SHARED)
     backward = minilm_scorer_factory().score(SHARED[::-1])

@@ -1,6 +1,8 @@
 """One scoring engine for every stage that runs a cross-encoder over (query, passage) pairs.
 
-* pairs are tokenized once and the token ids kept, keyed by the pair's text;
+* pairs are tokenized once per call into compact int32 id arrays, truncated ``longest_first``
+  without the tokenizer's overflow windows (:mod:`rerank_lab.pair_tokens`); a pair already scored is
+  in the score cache, so its ids are never needed twice;
 * pairs are sorted by length and packed into batches under a token budget, so a batch of short
   pairs is wide and a batch of long pairs is narrow (little padding, steady memory);
 * bf16 autocast on CUDA, fp32 on CPU by default; an explicit ``dtype`` runs on any device;
@@ -29,6 +31,7 @@ from tqdm import tqdm
 
 from rerank_lab.errors import ConfigError
 from rerank_lab.models import best_device, hub_cache, hub_config, hub_offline, hub_revision, resolve_model
+from rerank_lab.pair_tokens import encode_pairs
 from rerank_lab.score_cache import ScoreCache
 
 log = logging.getLogger(__name__)
@@ -209,7 +212,6 @@ class PairScorer:
         self.forward_calls = 0
         self.pairs_scored = 0
         self._model = None
-        self._encoded: dict[str, dict[str, list[int]]] = {}  # pair key -> input_ids (+ token_type_ids)
 
     def _load(self):
         if self._model is None:
@@ -280,15 +282,9 @@ class PairScorer:
                 fix="check the checkpoint's config.json (id2label, num_labels)",
             )
 
-    def _tokenize(self, pairs: list[Pair], keys: list[str]) -> list[dict[str, list[int]]]:
-        todo = [i for i, k in enumerate(keys) if k not in self._encoded]
-        if todo:
-            tok = self._load().tokenizer
-            enc = tok([pairs[i][0] for i in todo], [pairs[i][1] for i in todo], truncation=TRUNCATION, max_length=self.max_length)
-            names = [n for n in enc if n != "attention_mask"]
-            for j, i in enumerate(todo):
-                self._encoded[keys[i]] = {n: enc[n][j] for n in names}
-        return [self._encoded[k] for k in keys]
+    def _tokenize(self, pairs: list[Pair]) -> list[dict[str, np.ndarray]]:
+        """Token ids of each pair, truncated ``longest_first`` (:mod:`rerank_lab.pair_tokens`)."""
+        return encode_pairs(self._load().tokenizer, pairs, self.max_length)
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Indices grouped longest first so that ``len(batch) * longest <= batch_tokens``."""
@@ -304,7 +300,7 @@ class PairScorer:
             batches.append(current)
         return batches
 
-    def _forward(self, encoded: list[dict[str, list[int]]]) -> np.ndarray:
+    def _forward(self, encoded: list[dict[str, np.ndarray]]) -> np.ndarray:
         import torch
 
         model = self._load()
@@ -313,7 +309,8 @@ class PairScorer:
         autocast = torch.autocast(self.device_type, dtype=getattr(torch, self.dtype)) if self.dtype != "float32" else None
         batches = self._batches([len(e["input_ids"]) for e in encoded])
         for batch in tqdm(batches, desc=f"scoring {len(encoded)} pairs", unit="batch", disable=len(batches) < 10, leave=False):
-            features = model.tokenizer.pad([encoded[i] for i in batch], return_tensors="pt")
+            rows = [{n: ids.tolist() for n, ids in encoded[i].items()} for i in batch]
+            features = model.tokenizer.pad(rows, return_tensors="pt")
             features = {k: v.to(model.device) for k, v in features.items()}
             with torch.inference_mode():
                 if autocast is not None:
@@ -334,7 +331,7 @@ class PairScorer:
         if missing:
             first = {k: i for i, k in reversed(list(enumerate(keys)))}
             todo_pairs = [pairs[first[k]] for k in missing]
-            values = self._forward(self._tokenize(todo_pairs, missing))
+            values = self._forward(self._tokenize(todo_pairs))
             self.pairs_scored += len(missing)
             # what the cache holds: another process may have stored some of these pairs meanwhile
             cached.update(self.cache.put(self.key, dict(zip(missing, values.tolist()))))
