@@ -22,52 +22,30 @@ computed any pair but the new ones. The experiments are removed afterwards (``--
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
+from rerank_lab.exp_run import dvc_command, run_experiment
+
 REPO = Path(__file__).resolve().parents[1]
-DVC = str(Path(sys.executable).parent / "dvc")
-STATE = (
-    (re.compile(r"^Running stage '([^']+)'"), "executed"),
-    (re.compile(r"^Stage '([^']+)' is cached - skipping run"), "restored"),
-    (re.compile(r"^Stage '([^']+)' didn't change, skipping"), "unchanged"),
-)
 CACHE_LINE = re.compile(r"score cache: pairs_computed (\d+), pairs_from_cache (\d+)")
 
 
 def run_cell(name: str, sets: list[str]) -> tuple[float, list[tuple[str, str, float]], tuple[int, int] | None]:
     """Run one experiment; returns its wall time, ``(stage, state, seconds)`` rows and the score counters."""
-    args = [DVC, "exp", "run", "--temp", "-n", name, *[a for s in sets for a in ("-S", s)]]
-    print(f"$ {' '.join(args[1:])}", flush=True)
-    start = time.monotonic()
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")  # rerank-lab for the stages
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    stages: list[list] = []
+    print(f"$ exp run --temp -n {name} {' '.join('-S ' + s for s in sets)}", flush=True)
+    run = run_experiment(name, sets, cwd=REPO)
+    if run.returncode != 0:
+        sys.exit(f"{run.tail()}\nexperiment {name} failed (its last output above)")
     counters = None
-    tail: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        tail = [*tail[-19:], line.rstrip()]
-        now = time.monotonic() - start
-        for pattern, state in STATE:
-            if m := pattern.match(line):
-                if stages:
-                    stages[-1][2] = now - stages[-1][2]
-                stages.append([m.group(1), state, now])
+    for line in run.output:
         if m := CACHE_LINE.search(line):
             counters = (int(m.group(1)), int(m.group(2)))
-    wall = time.monotonic() - start
-    if stages:
-        stages[-1][2] = wall - stages[-1][2]
-    if proc.wait() != 0:
-        sys.exit("\n".join([*tail, f"experiment {name} failed (its last output above)"]))
-    return wall, [(s, st, sec) for s, st, sec in stages], counters
+    return run.seconds, run.stages, counters
 
 
 def new_pairs(params: dict, top_k_from: int, top_k_to: int) -> int:
@@ -118,12 +96,14 @@ def main() -> int:
                 expected = new_pairs(params, top_k, top_k + 10)
                 good = counters is not None and counters[0] == expected
                 ok = ok and good
-                print(f"  new pairs (ranked {top_k + 1}-{top_k + 10}): {expected}; computed {counters[0] if counters else '-'}"
-                      f" -> {'only the new pairs' if good else 'MORE THAN THE NEW PAIRS'}")
+                print(
+                    f"  new pairs (ranked {top_k + 1}-{top_k + 10}): {expected}; computed {counters[0] if counters else '-'}"
+                    f" -> {'only the new pairs' if good else 'MORE THAN THE NEW PAIRS'}"
+                )
             print(flush=True)
     finally:
         if not args.keep:
-            subprocess.run([DVC, "exp", "remove", *[c[0] for c in cells]], cwd=REPO, capture_output=True)
+            subprocess.run([dvc_command(), "exp", "remove", *[c[0] for c in cells]], cwd=REPO, capture_output=True)
     print("OK: every stage upstream of the changed factor was restored" if ok else "FAIL: see the flagged lines")
     return 0 if ok else 1
 

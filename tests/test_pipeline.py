@@ -40,28 +40,31 @@ def _tiny_rationales(out: Path) -> Path:
     return out
 
 
+# the tiny pipeline's params: small enough for a CPU test, every stage still real
+TINY_OVERRIDES = {
+    "datasets": ["tiny"],
+    "convert.sources.tiny": {"format": "scifact_rationales", "validation_fraction": 0.5},
+    "retrieve.depth": 20,
+    "miners.mixed.range_min": 2,
+    "mine.num_negatives": 3,
+    "train.max_queries": 4,
+    "train.list_size": 4,
+    "train.batch_size": 2,
+    "train.max_length": 64,
+    "train.max_dev_queries": 2,
+    "score.top_k": 5,
+    "score.max_length": 64,
+    "tune.n_trials": 20,
+    "tune.epsilon": 0.5,
+    "tune.top_k_retriever": [5, 20],
+}
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
     raw = _tiny_rationales(tmp / "raw" / "tiny")
-    overrides = {
-        "datasets": ["tiny"],
-        "convert.sources.tiny": {"format": "scifact_rationales", "validation_fraction": 0.5},
-        "retrieve.depth": 20,
-        "miners.mixed.range_min": 2,
-        "mine.num_negatives": 3,
-        "train.max_queries": 4,
-        "train.list_size": 4,
-        "train.batch_size": 2,
-        "train.max_length": 64,
-        "train.max_dev_queries": 2,
-        "score.top_k": 5,
-        "score.max_length": 64,
-        "tune.n_trials": 20,
-        "tune.epsilon": 0.5,
-        "tune.top_k_retriever": [5, 20],
-    }
-    work = prepare_copy(ROOT, tmp / "work", overrides, raw={"tiny": raw}, share_cache=False)
+    work = prepare_copy(ROOT, tmp / "work", TINY_OVERRIDES, raw={"tiny": raw}, share_cache=False)
     run_pipeline(work)
     return work
 

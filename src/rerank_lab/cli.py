@@ -324,6 +324,31 @@ def grid_queue(params: str, subset: str | None, where: tuple[str, ...], dry_run:
     queue(Path(params), subset, where, dry_run=dry_run, skip_existing=skip_existing, echo=click.echo)
 
 
+@cli.group()
+def hpo() -> None:
+    """Tier B: training settings (hpo.space) searched by Optuna, each trial a DVC experiment."""
+
+
+@hpo.command("run")
+@PARAMS
+@click.option("--trials", type=int, help="the study's budget (default hpo.n_trials): trials in total, counting earlier runs")
+@click.option("--no-finalists", is_flag=True, help="skip tier C (the best trials through the whole pipeline)")
+def hpo_run(params: str, trials: int | None, no_finalists: bool) -> None:
+    """Run trials until the study holds its budget, then the finalists through tune and evaluate."""
+    from rerank_lab.hpo import run
+
+    run(Path(params), trials, finalists=not no_finalists, echo=click.echo)
+
+
+@hpo.command("show")
+@PARAMS
+def hpo_show(params: str) -> None:
+    """The study's trials: state, dev value, last reported step, values."""
+    from rerank_lab.hpo import show
+
+    show(Path(params), echo=click.echo)
+
+
 def main() -> None:
     """Entry point: user errors print one line and exit 2, never a traceback."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -248,9 +248,10 @@ def applied(params_path: Path, cell: Cell) -> dict[str, Any]:
         return load_params(copy)
 
 
-def check_cell(params_path: Path, name: str, cell: Cell) -> None:
+def check_cell(params_path: Path, name: str, cell: Cell, what: str = "grid cell", values_in: str = "grid.axes") -> None:
     """The cell's params, as its queued run will see them, hold its values and pass the ``check``
-    stage (rerank_lab.check: every stage's config and the sections' consistency)."""
+    stage (rerank_lab.check: every stage's config and the sections' consistency). ``what`` and
+    ``values_in`` name the cell and where its values come from in the errors (tier B: a trial, hpo.space)."""
     from rerank_lab import check
 
     params = applied(params_path, cell)
@@ -260,16 +261,16 @@ def check_cell(params_path: Path, name: str, cell: Cell) -> None:
             why = "; params.yaml's YAML 1.1 reader takes an exponent without a dot for text" if isinstance(got, str) else ""
             raise ConfigError(
                 f"DVC's -S {key}={hydra_value(value)} reads back as {show(got)}, not {show(value)}{why}",
-                record=f"grid cell {name}",
-                fix=f"drop {_yaml(value)} from grid.axes.{key} (or the cell, with --where)",
+                record=f"{what} {name}",
+                fix=f"drop {_yaml(value)} from {values_in}.{key}" + (" (or the cell, with --where)" if values_in == "grid.axes" else ""),
             )
     try:
         check.configure(params)
     except RerankLabError as exc:
         record = exc.record or ""
         axis = next((k for k in cell if record == k or record.startswith((k + "[", k + "."))), None)
-        more = f"change {_yaml(cell[axis])} in grid.axes.{axis}" if axis else "leave the cell out with --where"
-        at = f"grid cell {name}" + (f": {record}" if record else "")
+        more = f"change {_yaml(cell[axis])} in {values_in}.{axis}" if axis else "leave the cell out with --where"
+        at = f"{what} {name}" + (f": {record}" if record else "")
         raise ConfigError(exc.problem, path=exc.path, record=at, fix=f"{exc.fix}; or {more}" if exc.fix else more) from None
 
 

@@ -24,14 +24,13 @@ import json
 import logging
 import math
 import random
-import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rerank_lab.answerability import Answerability
-from rerank_lab.errors import ConfigError, InputError
+from rerank_lab.errors import InputError
 from rerank_lab.io.qrels import Qrels
+from rerank_lab.optuna_storage import open_storage, resolve_storage_url  # noqa: F401 -- re-exported: tune's storage
 from rerank_lab.policy import QueryCandidates, Settings, Subset, System, first_stage_score, fit_calibrators, pair_labels
 
 if TYPE_CHECKING:
@@ -104,65 +103,7 @@ def suggest(trial, cfg: TuneConfig, reranked_k: int, depth: int, gates: tuple[st
     return Settings(top_k_retriever, top_k_rerank, fusion, k0, alpha, norm, calibration, gate, threshold)
 
 
-# --- storage ------------------------------------------------------------------------------------
-
-
-_SQLITE = re.compile(r"^(sqlite(?:\+\w+)?:///)(.*)$")
-
-
-def resolve_storage_url(url: str, base: Path | None = None) -> str:
-    """``url`` with a relative file path made absolute under ``base`` (default: the per-user cache,
-    :func:`rerank_lab.cache.cache_dir`), so that experiments DVC runs in temporary workspaces
-    (``dvc exp run --queue``) share one study; absolute paths, in-memory and server URLs unchanged.
-
-    >>> resolve_storage_url("sqlite:///optuna.db", Path("/c"))
-    'sqlite:////c/optuna.db'
-    >>> resolve_storage_url("journal:studies/j.log", Path("/c"))
-    'journal:/c/studies/j.log'
-    >>> [resolve_storage_url(u, Path("/c")) for u in ("sqlite:////abs/o.db", "journal:/abs/j.log", "sqlite:///:memory:")]
-    ['sqlite:////abs/o.db', 'journal:/abs/j.log', 'sqlite:///:memory:']
-    >>> resolve_storage_url("postgresql://u@db:5432/optuna", Path("/c"))
-    'postgresql://u@db:5432/optuna'
-    """
-    if url.startswith("journal:"):
-        prefix, path = "journal:", url[len("journal:") :]
-    elif m := _SQLITE.match(url):
-        prefix, path = m.group(1), m.group(2)
-    else:
-        return url  # a server (postgresql://, mysql://): no local path
-    if not path or path.startswith((":memory:", "/", "~")) or Path(path).is_absolute():
-        return url
-    if base is None:
-        from rerank_lab.cache import cache_dir
-
-        base = cache_dir()
-    return prefix + str(base / path)
-
-
-def open_storage(url: str):
-    """An Optuna storage for ``url`` (``sqlite:///…``, ``postgresql://…``, ``journal:<file>``; a
-    relative file path lies in the per-user cache, :func:`resolve_storage_url`), or a
-    :class:`ConfigError` naming the URL when it cannot be reached."""
-    import optuna
-
-    url = resolve_storage_url(url)
-    try:
-        if url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-            path = Path(url[len("journal:") :])
-            if not path.parent.is_dir():
-                raise FileNotFoundError(f"folder {path.parent} does not exist")
-            return JournalStorage(JournalFileBackend(str(path)))
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
-    except Exception as exc:  # sqlalchemy / driver errors: report the URL, not a deep traceback
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(
-            f"cannot open the Optuna storage {url!r}: {first}",
-            fix="check tune.storage: sqlite:///path.db, journal:path.log, or a reachable postgresql:// URL with its driver installed",
-        ) from None
+# --- storage: rerank_lab.optuna_storage (shared with tier B's train stage) --------------------
 
 
 def make_pruner(name: str, stages: int):
@@ -238,7 +179,11 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
         log.warning(
             "the %s split has %d no-evidence queries (select %d, confirm %d): tuned without the false-evidence "
             "constraint (tune.epsilon %s not applied)",
-            cfg.split, len(dev_ids) - len(has_evidence & set(dev_ids)), len(select.no_evidence), len(confirm.no_evidence), cfg.epsilon,
+            cfg.split,
+            len(dev_ids) - len(has_evidence & set(dev_ids)),
+            len(select.no_evidence),
+            len(confirm.no_evidence),
+            cfg.epsilon,
         )
     if not select.evidence or not confirm.evidence:
         raise InputError(f"the {cfg.split} split has too few has-evidence queries to tune on", fix="use a larger dev split")

@@ -66,6 +66,7 @@ from pydantic import Field
 from rerank_lab.checkpoints import _last_checkpoint, _train_qrels, checkpoint_folder, resume_fingerprint
 from rerank_lab.config import Number, choice_error, invalid, params_model, parse, section
 from rerank_lab.errors import ConfigError, InputError
+from rerank_lab.hpo_trial import TrialLink
 from rerank_lab.io.atomic import atomic_dir
 from rerank_lab.io.qrels import Qrels
 from rerank_lab.losses import LOSSES, loss_spec, make_loss
@@ -118,8 +119,10 @@ class TrainConfig:
     max_drop_fraction: Number = Field(0.5, ge=0, le=1)  # no_positive: skip stops when it would leave out more of the train split
     gains: Gains = "graded"  # list-format labels: graded (qrels grades) | binary (the 0/1 labels)
     logging_steps: int = Field(10, ge=1)
+    eval_steps: int | None = Field(None, ge=1)  # dev evaluations every this many steps; null: each half epoch
     save_steps: int = Field(100, ge=1)
     seed: int = 42
+    trial: str | None = None  # a tier-B trial, "<study>/<number>": set by rerank-lab hpo (rerank_lab.hpo_trial)
 
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
@@ -173,6 +176,14 @@ def _dev_evaluator(samples: list[dict]):
     return DevEvaluator(samples, at_k=10, name=DEV_NAME, always_rerank_positives=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainSetup:
+    """What the stage runs: the ``train`` section and, for a tier-B trial, where it reports."""
+
+    config: TrainConfig
+    trial: TrialLink | None = None
+
+
 def train(
     cfg: TrainConfig,
     dd: datasets.DatasetDict,
@@ -180,16 +191,18 @@ def train(
     checkpoints: Path | None = None,
     dataset_path: str = "dataset",
     qrels: dict[str, Qrels] | None = None,
+    trial: TrialLink | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Train (or, for R0, just load) a cross-encoder and save it to ``out``; returns metrics and the log.
 
     ``checkpoints``: the folder to resume from (see :func:`checkpoint_folder`; ``None``: the
     per-user cache's). ``qrels`` maps split -> graded judgments; ``gains: graded`` with a
-    list-format loss needs ``train``.
+    list-format loss needs ``train``. ``trial``: report the dev curve to a tier-B study and stop
+    when it prunes the trial (:mod:`rerank_lab.hpo_trial`).
     """
     fingerprint = resume_fingerprint(cfg, dd, qrels)
     with checkpoint_folder(checkpoints, fingerprint) as folder:
-        return _train(cfg, dd, out, folder, fingerprint, dataset_path, qrels)
+        return _train(cfg, dd, out, folder, fingerprint, dataset_path, qrels, trial)
 
 
 def _train(
@@ -200,6 +213,7 @@ def _train(
     fingerprint: str | None,
     dataset_path: str,
     qrels: dict[str, Qrels] | None,
+    trial: TrialLink | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     import transformers
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
@@ -248,12 +262,24 @@ def _train(
             save_steps=cfg.save_steps,
             save_total_limit=1,
             eval_strategy="steps" if evaluator else "no",
-            eval_steps=max(cfg.logging_steps, steps_per_epoch // 2),
+            eval_steps=cfg.eval_steps or max(cfg.logging_steps, steps_per_epoch // 2),
             report_to="none",
             dataloader_num_workers=0,
             disable_tqdm=False,
         )
-        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=examples, loss=loss, evaluator=evaluator)
+        pruning = None
+        if trial is not None:
+            if evaluator is None:
+                raise InputError(
+                    "a tier-B trial needs dev evaluations: the dataset has no validation rows",
+                    path=dataset_path,
+                    fix="convert a validation split",
+                )
+            from rerank_lab.hpo_trial import callback
+
+            pruning = callback(trial)
+        callbacks = [pruning] if pruning is not None else None
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=examples, loss=loss, evaluator=evaluator, callbacks=callbacks)
         # resume only a run with the same settings on the same data (resume_fingerprint)
         resume = _last_checkpoint(checkpoints, fingerprint)
         if resume:
@@ -267,6 +293,8 @@ def _train(
             # "base" metrics score the input order, where positives come first: meaningless here
             metrics.update({k: round(float(v), 6) for k, v in final.items() if k.startswith(f"{DEV_NAME}_") and "base" not in k})
         metrics.update({"train_examples": len(examples), "steps": trainer.state.global_step, "resumed": int(resume is not None)})
+        if pruning is not None:  # the experiment says whether its trial was pruned, and where
+            metrics.update({"trial_pruned": int(pruning.pruned_at is not None), "trial_steps": trainer.state.global_step})
         if isinstance(loss, CurriculumLoss):
             metrics["warmup_steps_used"] = loss.history.count(type(loss.warmup).__name__)
     metrics["train_seconds"] = round(time.time() - started, 1)
@@ -307,12 +335,17 @@ def write_plots(history: list[dict[str, Any]], folder: Path) -> None:
 # --- the stage contract (rerank_lab.stage) ------------------------------------------------------
 
 
-def configure(params: dict[str, Any]) -> TrainConfig:
-    """The ``train`` section."""
-    return parse(TrainConfig, section(params, "train"), "train")
+def configure(params: dict[str, Any]) -> TrainSetup:
+    """The ``train`` section; with ``train.trial`` set, the study it reports to (from ``hpo``)."""
+    cfg = parse(TrainConfig, section(params, "train"), "train")
+    if cfg.trial is None:
+        return TrainSetup(cfg)
+    from rerank_lab.hpo_trial import link
+
+    return TrainSetup(cfg, link(params, cfg.trial))
 
 
-def run(cfg: TrainConfig, inputs: dict[str, Any], outputs: dict[str, Path]) -> dict[str, float]:
+def run(setup: TrainSetup, inputs: dict[str, Any], outputs: dict[str, Path]) -> dict[str, float]:
     """Train on ``--dataset`` (grades from ``--qrels``) into ``--output`` and ``--plots``, resuming
     from ``--checkpoints`` (when omitted: the per-user cache's folder for these settings); the
     metrics include :data:`VOLATILE` keys (printed, not written)."""
@@ -320,17 +353,18 @@ def run(cfg: TrainConfig, inputs: dict[str, Any], outputs: dict[str, Path]) -> d
     from rerank_lab.io.qrels import read_qrels
     from rerank_lab.models import require_declared
 
+    cfg = setup.config
     require_declared(cfg.model, inputs["models"], "train.model")
     dd = load_dataset(inputs["dataset"])
     qrels = None
     if inputs["qrels"] is not None:  # the graded judgments: one <split>.tsv per split the dataset has
         files = {split: inputs["qrels"] / f"{split}.tsv" for split in dd}
         qrels = {split: read_qrels(f) for split, f in files.items() if f.is_file()}
-    metrics, history = train(cfg, dd, outputs["output"], outputs.get("checkpoints"), str(inputs["dataset"]), qrels=qrels)
+    metrics, history = train(cfg, dd, outputs["output"], outputs.get("checkpoints"), str(inputs["dataset"]), qrels=qrels, trial=setup.trial)
     write_plots(history, outputs["plots"])
     return metrics
 
 
-def describe(cfg: TrainConfig, metrics: dict[str, float]) -> str:
+def describe(setup: TrainSetup, metrics: dict[str, float]) -> str:
     """What the run cost (kept out of the metrics file)."""
     return "train: " + ", ".join(f"{k} {metrics[k]}" for k in VOLATILE if k in metrics)
