@@ -99,6 +99,9 @@ def summary(conv: Converted) -> dict[str, int]:
     return out
 
 
+STANDARD_SPLITS = ("train", "validation", "test")
+
+
 def write_converted(conv: Converted, out: str | Path) -> None:
     """Write ``dataset/``, ``corpus/`` and ``qrels/<split>.tsv`` under ``out``, all or nothing."""
     columns = sorted({c for rows in conv.splits.values() for r in rows for c in r}, key=lambda c: (c.count("."), c))
@@ -107,8 +110,10 @@ def write_converted(conv: Converted, out: str | Path) -> None:
     with atomic_dir(out) as tmp:
         save_dataset(dd, tmp / "dataset")
         save_corpus(to_corpus(conv.corpus), tmp / "corpus")
-        for split, qrels in conv.qrels.items():
-            write_qrels(qrels, tmp / "qrels" / f"{split}.tsv")
+        # every standard split's qrels file, empty when the source has no such split (ArguAna: test
+        # only), so a stage can declare the one split it reads (tune: validation.tsv) on any dataset
+        for split in dict.fromkeys([*STANDARD_SPLITS, *conv.qrels]):
+            write_qrels(conv.qrels.get(split, {}), tmp / "qrels" / f"{split}.tsv")
         write_text(tmp / "README.md", "Written by `rerank-lab convert`; see rerank_lab.schema for the layout.\n")
 
 
