@@ -43,6 +43,8 @@ def test_the_shipped_params_are_consistent() -> None:
         ({"first_stage": ["bm25", "splade"]}, r"^first_stage: unknown retrievers entry, got 'splade'"),
         ({"first_stage": ["bm25", "bm25s"]}, r"^fusions\.rrf\.runs: unknown first_stage entry, got 'dense'"),
         ({"fusion": ["rrf", "combsum"]}, r"^fusion: unknown fusions entry, got 'combsum'"),
+        # the zero-shot cell's first try: 25,343 ArguAna pairs scored, then evaluate found no data/fuse/<ds>
+        ({"fusion": []}, r"^fusion: is empty: evaluate reads each dataset's data/fuse/<dataset>, which only a fusion writes, got \[\]"),
         ({"score.runs": ["bm25", "rrf"]}, r"^score\.runs: unknown first_stage entry, got 'rrf'"),
         ({"tune.run": "dense"}, r"^tune\.run: unknown score\.runs entry, got 'dense' \(fix: .*bm25"),
         ({"miners.mixed.run": "splade"}, r"^miners\.mixed\.run: unknown first_stage entry, got 'splade'"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rerank_lab.config import choice_error, section
+from rerank_lab.config import FieldError, choice_error, section
 from rerank_lab.validate import names
 
 ATTESTATION = "checked.txt"
@@ -32,8 +32,8 @@ def _member(key: str, value: Any, allowed: list[str], what: str) -> None:
 def consistency(params: dict[str, Any]) -> None:
     """Refuse a params file whose sections disagree (one :class:`ConfigError` line: key, value, fix).
 
-    >>> p = {"datasets": ["a"], "first_stage": ["bm25"], "fusion": [], "convert": {"sources": {"a": {}}},
-    ...      "retrievers": {"bm25": {}}, "fusions": {}, "train": {"dataset": "b"}}
+    >>> p = {"datasets": ["a"], "first_stage": ["bm25"], "fusion": ["f"], "convert": {"sources": {"a": {}}},
+    ...      "retrievers": {"bm25": {}}, "fusions": {"f": {"runs": ["bm25"]}}, "train": {"dataset": "b"}}
     >>> consistency(p)
     Traceback (most recent call last):
     ...
@@ -42,6 +42,9 @@ def consistency(params: dict[str, Any]) -> None:
     datasets = names(params, "datasets")
     first_stage = names(params, "first_stage")
     fusions = names(params, "fusion")
+    if not fusions:  # evaluate declares data/fuse/<dataset> as a dep: without a fusion, DVC stops it after scoring
+        fix = "list a fusions entry whose runs all are first stages, e.g. fusion: [rrf] with first_stage: [bm25, dense]"
+        raise FieldError(("fusion",), "is empty: evaluate reads each dataset's data/fuse/<dataset>, which only a fusion writes", [], fix)
     for ds in datasets:
         _member("datasets", ds, list(section(params, "convert.sources")), "convert.sources entry")
     for name in first_stage:
