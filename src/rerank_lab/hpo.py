@@ -143,7 +143,7 @@ def _tell(study, trial, run: ExpRun, metrics_path: str, curve_path: str, cfg: Hp
         study.tell(trial, state=TrialState.FAIL)
         return "failed", None, None
     metrics = json.loads(text)
-    frozen = study._storage.get_trial(trial._trial_id)
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
     if not frozen.intermediate_values:  # restored from the run-cache: report what the experiment holds
         for step, value in _curve(read_at(rev, curve_path), cfg.metric):
             trial.report(value, step)
