@@ -118,3 +118,26 @@ def test_changing_a_module_reruns_exactly_the_stages_that_import_it(tmp_path: Pa
         assert _status(work) == expected, module
         path.write_bytes(original)
     assert _status(work) == set()
+
+
+def test_tool_commands_live_outside_every_stage_s_deps() -> None:
+    """report, repro, grid, hpo ... are no stages: their code must not sit in a file every stage
+    depends on (cli.py), or adding a tool reruns the whole pipeline. They are still commands."""
+    import inspect
+
+    import click
+
+    from rerank_lab.cli import cli
+
+    ctx = click.Context(cli)
+    stages = {_command(s["cmd"]).replace("_", "-") for s in STAGES.values()}
+    tools = set(cli.list_commands(ctx)) - stages
+    assert {"report", "repro", "grid", "hpo"} <= tools
+    covered = set().union(*(_covered(s["deps"]) for s in STAGES.values()))
+    for name in sorted(tools):
+        command = cli.get_command(ctx, name)
+        assert command is not None, name
+        callbacks = [command.callback] + [c.callback for c in getattr(command, "commands", {}).values()]
+        for callback in callbacks:
+            source = Path(inspect.getsourcefile(callback)).resolve().relative_to(PACKAGE).as_posix()
+            assert source not in covered, f"tool command {name} is defined in {source}, a stage dep"

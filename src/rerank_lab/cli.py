@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -31,7 +30,26 @@ MODELS = click.option(
 )
 
 
-@click.group()
+class _StagesAndTools(click.Group):
+    """The stage commands are defined here; the tool commands (report, repro, grid, hpo, ...) live in
+    :mod:`rerank_lab.cli_tools` and are imported only when one of them, or the command list, is asked
+    for. A stage's command therefore never executes a tool's code, and editing a tool does not make
+    every stage of dvc.yaml (which depends on this file) rerun."""
+
+    @staticmethod
+    def _tools() -> click.Group:
+        from rerank_lab.cli_tools import tools
+
+        return tools
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._tools().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._tools().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_StagesAndTools)
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def cli(verbose: bool) -> None:
     """rerank-lab: reproducible retrieval-reranker experiments (run the stages with `dvc repro`)."""
@@ -185,21 +203,6 @@ def tune(**options: Any) -> None:
     run_stage(TUNE, tune, options)
 
 
-REPORT = Stage("report", inputs=("repo",), choices=("base", "all_commits", "output"), around=("repo",), params=False)
-
-
-@cli.command()
-@click.option("--output", default="report", show_default=True, type=click.Path(), help="folder for report.md, PNGs, leaderboard.*")
-@click.option("--base", default="main", show_default=True, help="git revision the metric and param diffs compare against")
-@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="the DVC repository")
-@click.option("--all-commits/--head-only", default=True, show_default=True, help="experiments of every commit, or of HEAD only")
-def report(**options: Any) -> None:
-    """The pull-request report: leaderboard (dvc exp show), diffs against a base, PNG plots."""
-    from rerank_lab import report as stage
-
-    run_stage(REPORT, stage, options)
-
-
 MINE = Stage("mine", inputs=("input", "corpus", "qrels", "runs", "models"), metrics="metrics", caches=("cache",))
 
 
@@ -292,61 +295,6 @@ def score(**options: Any) -> None:
     from rerank_lab.score_cache import default_cache_path
 
     run_stage(SCORE, stage, {**options, "cache": options["cache"] or default_cache_path()})
-
-
-@cli.command()
-@click.option("--table", "table_path", default="repro/beir.yaml", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--only", multiple=True, help="row ids (or dataset names) to check; all when omitted")
-@click.option("--workdir", type=click.Path(file_okay=False), help="where the pipeline copies run (a temp folder when omitted)")
-def repro(table_path: str, only: tuple[str, ...], workdir: str | None) -> None:
-    """Re-run the reproduction table's pipelines and print OK / FAIL per row."""
-    from rerank_lab.repro import check_table
-
-    ok = check_table(Path(table_path), only, Path(workdir) if workdir else None, echo=click.echo)
-    sys.exit(0 if ok else 1)
-
-
-@cli.group()
-def grid() -> None:
-    """The factor grid of params.yaml (grid.axes, grid.subsets) as queued DVC experiments."""
-
-
-@grid.command("queue")
-@PARAMS
-@click.option("--subset", help="a grid.subsets entry: its values replace those of the axes it names")
-@click.option("--where", multiple=True, metavar="AXIS=VALUE", help="keep the cells whose AXIS (a params key or its label) has VALUE")
-@click.option("--dry-run", is_flag=True, help="print the dvc commands instead of running them")
-@click.option("--skip-existing", is_flag=True, help="queue only the cells that are not already experiments, queued or running")
-def grid_queue(params: str, subset: str | None, where: tuple[str, ...], dry_run: bool, skip_existing: bool) -> None:
-    """Check every cell, then queue each as `dvc exp run --queue -n <cell name> -S ...` (run: dvc queue start -j 2)."""
-    from rerank_lab.grid import queue
-
-    queue(Path(params), subset, where, dry_run=dry_run, skip_existing=skip_existing, echo=click.echo)
-
-
-@cli.group()
-def hpo() -> None:
-    """Tier B: training settings (hpo.space) searched by Optuna, each trial a DVC experiment."""
-
-
-@hpo.command("run")
-@PARAMS
-@click.option("--trials", type=int, help="the study's budget (default hpo.n_trials): trials in total, counting earlier runs")
-@click.option("--no-finalists", is_flag=True, help="skip tier C (the best trials through the whole pipeline)")
-def hpo_run(params: str, trials: int | None, no_finalists: bool) -> None:
-    """Run trials until the study holds its budget, then the finalists through tune and evaluate."""
-    from rerank_lab.hpo import run
-
-    run(Path(params), trials, finalists=not no_finalists, echo=click.echo)
-
-
-@hpo.command("show")
-@PARAMS
-def hpo_show(params: str) -> None:
-    """The study's trials: state, dev value, last reported step, values."""
-    from rerank_lab.hpo import show
-
-    show(Path(params), echo=click.echo)
 
 
 def main() -> None:

@@ -21,7 +21,10 @@ tier-A tune and evaluate), and ``rerank-lab report`` ranks them on the dev confi
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,8 @@ from rerank_lab.exp_run import ExpRun, experiment_rev, read_at, run_experiment
 from rerank_lab.hpo_space import TRIAL_KEY, HpoConfig, make_pruner, make_sampler, parse_config, study_name
 
 RANGE_KEYS = ("low", "high", "log", "step")
+WORKER = "worker"  # user attribute of a trial: {"host", "pid"} of the `hpo run` process that runs it
+MAX_FAILURES = 3  # trials failed one after another before a run gives up
 
 
 def configure(params: dict[str, Any]) -> HpoConfig:
@@ -189,10 +194,15 @@ def run(params_path: Path, trials: int | None = None, finalists: bool = True, ec
             check_cell(params_path, f"{key}={_yaml(value)}", {key: value, TRIAL_KEY: f"{name}/0"}, "hpo.space value", "hpo.space")
     metrics_path, curve_path = _stage_files(cfg.stage, cfg.metric)
     study = open_study(params, cfg)
-    echo(f"study {name} in {cfg.storage}: {len(study.trials)} trials so far, budget {budget}")
-    ran = 0
-    while len(study.trials) < budget:
-        trial = study.ask(dists)
+    for number, pid in fail_orphans(study):
+        echo(f"trial {number}: its worker (pid {pid} on this machine) is gone; marked failed, its place in the budget freed")
+    echo(f"study {name} in {cfg.storage}: {len(study.trials)} trials so far, {counted(study)} counted, budget {budget}")
+    ran = failed = 0
+    while counted(study) < budget:
+        if failed >= MAX_FAILURES:
+            raise RerankLabError(f"{failed} trials failed in a row in this run", fix="read the trial logs above; fix the cause, then rerun")
+        trial = ask_next(study, cfg, dists)
+        trial.set_user_attr(WORKER, {"host": socket.gethostname(), "pid": os.getpid()})
         exp = f"{name}-t{trial.number:03d}"
         cell = {k: trial.params[k] for k in dists} | {TRIAL_KEY: f"{name}/{trial.number}"}
         if experiment_rev(exp) is not None:
@@ -213,11 +223,60 @@ def run(params_path: Path, trials: int | None = None, finalists: bool = True, ec
         if state == "failed":
             echo(result.tail())
         ran += 1
+        failed = failed + 1 if state == "failed" else 0
     summary = summarize(study)
     echo(f"study {name}: {summary['complete']} complete, {summary['pruned']} pruned, {summary['failed']} failed ({ran} run now)")
     if finalists and cfg.finalists:
         summary["finalists"] = run_finalists(study, cfg, list(params.get("datasets", [])), echo)
     return summary
+
+
+def ask_next(study, cfg: HpoConfig, dists: dict[str, Any]):
+    """The study's next trial, from a sampler seeded by (``hpo.seed``, trials the study holds).
+
+    A sampler's random stream restarts with each process, so a worker that continues a study -- or a
+    second worker -- seeded with the plain seed proposes the first run's points again. Seeding by the
+    trials so far keeps one run reproducible (same study, same points) and a continued study new."""
+    import numpy as np
+
+    asked = len(study.get_trials(deepcopy=False))
+    seed = int(np.random.SeedSequence([cfg.seed, asked]).generate_state(1)[0])
+    study.sampler = make_sampler(dataclasses.replace(cfg, seed=seed))
+    return study.ask(dists)
+
+
+def counted(study) -> int:
+    """Trials that use up the budget: finished (complete or pruned) and running ones. A failed trial
+    (a crash, or a worker that died) does not: its point is asked again."""
+    from optuna.trial import TrialState
+
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) for t in study.get_trials(deepcopy=False))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def fail_orphans(study) -> list[tuple[int, int]]:
+    """Mark failed the running trials whose worker ran on this machine and is gone (killed mid-trial);
+    returns (trial number, pid) of each. A running trial of another machine's worker, or of one still
+    alive here, is left alone: it may still finish."""
+    from optuna.trial import TrialState
+
+    host, out = socket.gethostname(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get(WORKER) or {}
+        pid = worker.get("pid")
+        if worker.get("host") == host and isinstance(pid, int) and pid != os.getpid() and not _alive(pid):
+            study.tell(t.number, state=TrialState.FAIL)
+            out.append((t.number, pid))
+    return out
 
 
 def summarize(study) -> dict[str, Any]:
