@@ -54,6 +54,56 @@ def test_open_storage_names_the_url_it_cannot_open(tmp_path, which):
     assert not (tmp_path / "missing").exists()  # a journal in a missing folder does not create it
 
 
+def test_open_storage_masks_the_password_of_a_url_it_cannot_open():
+    with pytest.raises(ConfigError) as info:
+        open_storage("postgresql://rl:s3cr%2Ft@127.0.0.1:1/db")  # closed port (or no driver)
+    assert "cannot open the Optuna storage 'postgresql://rl:***@127.0.0.1:1/db': " in str(info.value)
+    assert "s3cr" not in str(info.value)
+
+
+def test_a_storage_url_can_come_from_the_environment(tmp_path, monkeypatch):
+    # tune.storage: env:NAME -- the URL (a server's, with its password) stays out of params.yaml
+    monkeypatch.setenv("RERANK_LAB_OPTUNA_URL", f"journal:{tmp_path}/j.log")
+    result = _tune(TuneConfig(n_trials=3, epsilon=1.0, storage="env:RERANK_LAB_OPTUNA_URL"), "env:RERANK_LAB_OPTUNA_URL")
+    assert result.summary["trials"] == result.summary["trials_this_run"] == 3
+    trials = optuna.load_study(study_name=result.summary["study"], storage=open_storage(f"journal:{tmp_path}/j.log")).trials
+    assert len(trials) == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "pattern"),
+    [
+        (
+            "env:RERANK_LAB_NO_SUCH_URL",
+            r"^tune\.storage is env:RERANK_LAB_NO_SUCH_URL, but \$RERANK_LAB_NO_SUCH_URL is not set \(fix: export ",
+        ),
+        (
+            "env:no such",
+            r"^tune\.storage 'env:no such' does not name an environment variable \(fix: write e\.g\. env:RERANK_LAB_OPTUNA_URL\)$",
+        ),
+    ],
+)
+def test_an_environment_reference_that_gives_no_url_is_one_line(monkeypatch, url, pattern):
+    monkeypatch.delenv("RERANK_LAB_NO_SUCH", raising=False)
+    with pytest.raises(ConfigError, match=pattern):
+        open_storage(url)
+
+
+def test_params_refuse_a_storage_url_with_a_password():
+    from rerank_lab.hpo_space import parse_config
+
+    fix = r"\(fix: write {}\.storage: env:RERANK_LAB_OPTUNA_URL and export RERANK_LAB_OPTUNA_URL=<the URL> where the workers run"
+    shown = r"holds a password, which params\.yaml would commit to git, got 'postgresql://rl:\*\*\*@db:5432/optuna' "
+    with pytest.raises(ConfigError, match=r"^tune\.storage: " + shown + fix.format("tune")) as info:
+        TuneConfig(storage="postgresql://rl:pw-1234@db:5432/optuna")
+    assert "pw-1234" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"^hpo\.storage: " + shown + fix.format("hpo")):
+        parse_config({"hpo": {"space": {"train.epochs": [1, 2]}, "storage": "postgresql://rl:pw-1234@db:5432/optuna"}})
+    # without a password (libpq reads PGPASSWORD or ~/.pgpass), or from the environment: accepted
+    assert TuneConfig(storage="postgresql://rl@db:5432/optuna").storage == "postgresql://rl@db:5432/optuna"
+    assert parse_config({"hpo": {"space": {"train.epochs": [1, 2]}, "storage": "env:RERANK_LAB_OPTUNA_URL"}}).storage.startswith("env:")
+
+
 @pytest.mark.parametrize("url", ["sqlite:///{tmp}/deeper/s.db", "journal:{tmp}/j.log"])
 def test_open_storage_good_urls_hold_a_study(tmp_path, url):
     url = url.format(tmp=tmp_path)

@@ -31,6 +31,7 @@ from rerank_lab.config import show as show_value
 from rerank_lab.errors import ConfigError, RerankLabError
 from rerank_lab.exp_run import ExpRun, experiment_rev, read_at, run_experiment
 from rerank_lab.hpo_space import TRIAL_KEY, HpoConfig, make_pruner, make_sampler, parse_config, study_name
+from rerank_lab.optuna_storage import shown as shown_storage
 
 RANGE_KEYS = ("low", "high", "log", "step")
 
@@ -164,7 +165,7 @@ def open_study(params: dict[str, Any], cfg: HpoConfig):
     from rerank_lab.optuna_storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(cfg.storage)
+    storage = open_storage(cfg.storage, "hpo.storage")
     name = study_name(params, cfg)
     return optuna.create_study(
         study_name=name, storage=storage, sampler=make_sampler(cfg), pruner=make_pruner(cfg), direction="maximize", load_if_exists=True
@@ -189,7 +190,7 @@ def run(params_path: Path, trials: int | None = None, finalists: bool = True, ec
             check_cell(params_path, f"{key}={_yaml(value)}", {key: value, TRIAL_KEY: f"{name}/0"}, "hpo.space value", "hpo.space")
     metrics_path, curve_path = _stage_files(cfg.stage, cfg.metric)
     study = open_study(params, cfg)
-    echo(f"study {name} in {cfg.storage}: {len(study.trials)} trials so far, budget {budget}")
+    echo(f"study {name} in {shown_storage(cfg.storage)}: {len(study.trials)} trials so far, budget {budget}")
     ran = 0
     while len(study.trials) < budget:
         trial = study.ask(dists)

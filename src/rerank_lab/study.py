@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from rerank_lab.answerability import Answerability
 from rerank_lab.errors import InputError
 from rerank_lab.io.qrels import Qrels
-from rerank_lab.optuna_storage import open_storage, resolve_storage_url  # noqa: F401 -- re-exported: tune's storage
+from rerank_lab.optuna_storage import open_storage, resolve_storage_url, shown  # noqa: F401 -- re-exported: tune's storage
 from rerank_lab.policy import QueryCandidates, Settings, Subset, System, first_stage_score, fit_calibrators, pair_labels
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
         trial.set_constraint("false_evidence", fer - epsilon)  # feasible when <= 0; TPE models it
         return value
 
-    storage = open_storage(storage_url) if storage_url else None  # None: in memory, fresh each run
+    storage = open_storage(storage_url, "tune.storage") if storage_url else None  # None: in memory, fresh each run
     name = study_name(cfg, inputs.fingerprint)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -231,6 +231,8 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
         load_if_exists=True,
     )
     before = len(study.trials)
+    if storage is not None:  # the URL as every message shows it: its password masked
+        log.info("study %s in %s: %d trials so far, budget %d in all", name, shown(storage_url), before, cfg.n_trials)
     if before:  # a shared study resumed: reseed by its trial count, so this run does not replay old draws
         study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + before)
     # the untuned default: the score stage's own run (whole pool, head in reranker order, no abstaining)
