@@ -12,7 +12,7 @@ import pytest
 
 from rerank_lab.errors import ConfigError, InputError
 from rerank_lab.policy import QueryCandidates, Settings, Subset, System, sigmoid
-from rerank_lab.study import TuneInputs, open_storage, select_confirm, staged_subsets, study_name, tune
+from rerank_lab.study import WORKER, TuneInputs, open_storage, select_confirm, staged_subsets, study_name, tune
 from rerank_lab.tune import TuneConfig
 from tests.tune_world import CANDS, DEPTH, HAS_EVIDENCE, IDS, NO_EVIDENCE, QRELS, RERANKED
 
@@ -67,7 +67,7 @@ def test_a_storage_url_can_come_from_the_environment(tmp_path, monkeypatch):
     result = _tune(TuneConfig(n_trials=3, epsilon=1.0, storage="env:RERANK_LAB_OPTUNA_URL"), "env:RERANK_LAB_OPTUNA_URL")
     assert result.summary["trials"] == result.summary["trials_this_run"] == 3
     trials = optuna.load_study(study_name=result.summary["study"], storage=open_storage(f"journal:{tmp_path}/j.log")).trials
-    assert len(trials) == 3
+    assert len(trials) == 3 and {t.user_attrs["worker"] for t in trials} == {WORKER}  # each trial names its worker
 
 
 @pytest.mark.parametrize(

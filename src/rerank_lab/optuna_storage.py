@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 from rerank_lab.errors import ConfigError, redact
@@ -128,13 +129,27 @@ def _password(url: str) -> tuple[str, ...]:
     return (password, unquote(password)) if password else ()
 
 
+def _rdb(url: str):
+    """An RDBStorage; two workers creating the tables of a fresh database at the same moment make
+    one of them fail on PostgreSQL (a duplicate type or version row): it retries, then sees the tables."""
+    import optuna
+    import sqlalchemy.exc
+
+    kwargs = {"pool_pre_ping": True} if not url.startswith("sqlite") else None
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == 3:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 def open_storage(url: str, setting: str = "tune.storage"):
     """An Optuna storage for ``url`` (``sqlite:///…``, ``postgresql://…``, ``journal:<file>``, or
     ``env:NAME``: the URL in that environment variable; a relative file path lies in the per-user
     cache, :func:`resolve_storage_url`), or a one-line :class:`ConfigError` naming the URL, its
     password masked, when it cannot be opened (``setting``: the params key the fix names)."""
-    import optuna
-
     given = url
     url = resolve_storage_url(expand(url, setting))
     try:
@@ -147,8 +162,7 @@ def open_storage(url: str, setting: str = "tune.storage"):
             return JournalStorage(JournalFileBackend(str(path)))
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        kwargs = {"pool_pre_ping": True} if not url.startswith("sqlite") else None
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return _rdb(url)
     except Exception as exc:  # sqlalchemy / driver errors: report the URL, not a deep traceback
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         source = f" (from ${given[len('env:') :]})" if given != url and given.startswith("env:") else ""
