@@ -1,9 +1,10 @@
 """Tuning on several machines, and no secret leaving its place (issue 13, parts 3 and 6).
 
 A real PostgreSQL server (a private cluster on loopback, tests/postgres.py) holds one study; two
-``rerank-lab tune`` processes fill it at once. Its URL carries a password and reaches the workers
-the documented way -- ``tune.storage: env:RERANK_LAB_OPTUNA_URL`` -- and afterwards the password
-is nowhere: not in the repository, the params, the outputs, the metrics, the cache, or the logs.
+``rerank-lab tune`` processes fill it at once (and again in a journal file, the no-server way).
+Its URL carries a password and reaches the workers the documented way -- ``tune.storage:
+env:RERANK_LAB_OPTUNA_URL`` -- and afterwards the password is nowhere: not in the repository,
+the params, the outputs, the metrics, the cache, or the logs.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ from tests.postgres import free_port, private_cluster, skip_or_fail
 from tests.tune_world import write_stage_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
-N_TRIALS = 40
+N_TRIALS = 24
 ENV_URL = "RERANK_LAB_OPTUNA_URL"
 # a worker: the slow imports first, then wait for the start signal, so both really run at once
 WORKER = """
 import sys, time
 from pathlib import Path
-import optuna, psycopg, sqlalchemy
+import optuna, sqlalchemy
 from rerank_lab import optuna_storage
 if sys.argv[3] != "open":
     from rerank_lab import cli, study, tune
@@ -103,19 +104,27 @@ def _at_once(commands: list[list[str]], folder: Path, env: dict[str, str]) -> li
     return logs, [p.pid for p in procs]
 
 
-@pytest.fixture(scope="module")
-def two_workers(postgres, tmp_path_factory):
-    """Two tune workers, started together on one study in the fresh cluster, reading its URL (with
-    the password) from the environment, as the README says."""
-    root = tmp_path_factory.mktemp("workers")
+@pytest.fixture(scope="module", params=["postgresql", "journal"])
+def two_workers(request, tmp_path_factory):
+    """Two tune workers, started together on one study: in the fresh PostgreSQL cluster, or in a
+    journal file on a (here: local) shared filesystem, the no-server alternative. Its URL (with the
+    password) reaches them through the environment, as the README says."""
+    root = tmp_path_factory.mktemp(f"workers-{request.param}")
+    if request.param == "postgresql":
+        cluster = request.getfixturevalue("postgres")
+        url, shown = cluster.url(), f"postgresql://rl:***@127.0.0.1:{cluster.port}/postgres"
+    else:
+        cluster, url = None, f"journal:{root / 'shared' / 'tune.log'}"
+        (root / "shared").mkdir()
+        shown = url
     world = root / "world"
     write_stage_inputs(world)
     params = _params(root, n_trials=N_TRIALS)
-    env = {**os.environ, ENV_URL: postgres.url(), "RERANK_LAB_CACHE": str(root / "cache")}
+    env = {**os.environ, ENV_URL: url, "RERANK_LAB_CACHE": str(root / "cache")}
     commands = [["-v", *_tune_args(world, params, root / f"out{i}", root / f"metrics{i}.json")] for i in (1, 2)]
     logs, pids = _at_once(commands, root, env)
     metrics = [json.loads((root / f"metrics{i}.json").read_text()) for i in (1, 2)]
-    return SimpleNamespace(root=root, cluster=postgres, pids=pids, logs=logs, study=_load(postgres.url()), metrics=metrics)
+    return SimpleNamespace(root=root, cluster=cluster, shown=shown, pids=pids, logs=logs, study=_load(url), metrics=metrics)
 
 
 def _load(url: str):
@@ -125,7 +134,7 @@ def _load(url: str):
     return optuna.load_study(study_name=summary.study_name, storage=open_storage(url))
 
 
-def test_two_workers_fill_one_postgresql_study_and_report_the_same_best_trial(two_workers):
+def test_two_workers_fill_one_study_and_report_the_same_best_trial(two_workers):
     from rerank_lab.policy import Settings
     from rerank_lab.study import _feasible_best
 
@@ -143,6 +152,8 @@ def test_two_workers_fill_one_postgresql_study_and_report_the_same_best_trial(tw
     assert m1["trials"] == m2["trials"] == len(trials)
     assert m1["best_trial"] == m2["best_trial"] == _feasible_best(study, m1["epsilon"]).number
     assert m1["best"] == m2["best"] == dataclasses.asdict(Settings.from_params(trials[m1["best_trial"]].params))
+    # each names the study's storage in its log, from the environment (a password masked)
+    assert all(f"in {two_workers.shown} (from ${ENV_URL}): " in log.read_text() for log in two_workers.logs)
     out1, out2 = two_workers.root / "out1", two_workers.root / "out2"
     for name in ("best.json", "trials.tsv", "runs/bm25+minilm+tuned/test.trec"):
         assert (out1 / name).read_bytes() == (out2 / name).read_bytes(), name
@@ -170,6 +181,7 @@ def test_workers_opening_a_fresh_database_at_once_all_get_the_study_s_tables(pos
     assert optuna.get_all_study_summaries(open_storage(url)) == []
 
 
+@pytest.mark.parametrize("two_workers", ["postgresql"], indirect=True)
 def test_the_password_of_the_storage_url_is_nowhere(two_workers):
     cluster = two_workers.cluster
     forms = {cluster.password, quote(cluster.password, safe="")}  # as given, and as the URL escapes it
@@ -177,9 +189,7 @@ def test_the_password_of_the_storage_url_is_nowhere(two_workers):
     assert {p.name for p in places} >= {"params.yaml", "metrics1.json", "best.json", "trials.tsv", "worker1.log", "worker2.log"}
     leaks = [str(p) for p in places if any(f.encode() in p.read_bytes() for f in forms)]
     assert leaks == []
-    # the logs do name the storage -- masked, and where the URL came from
-    shown = f"postgresql://rl:***@127.0.0.1:{cluster.port}/postgres (from ${ENV_URL})"
-    assert all(shown in log.read_text() for log in two_workers.logs)
+    assert all(two_workers.shown in log.read_text() for log in two_workers.logs)  # named, masked
 
 
 def test_an_unreachable_storage_url_is_one_line_naming_it_without_its_password(tmp_path, monkeypatch, capsys):
