@@ -70,6 +70,18 @@ def test_a_storage_url_can_come_from_the_environment(tmp_path, monkeypatch):
     assert len(trials) == 3 and {t.user_attrs["worker"] for t in trials} == {WORKER}  # each trial names its worker
 
 
+def test_a_trial_left_running_by_a_killed_worker_is_not_waited_for(tmp_path):
+    # a worker waits for the trials other workers are running, not for one that was running before it
+    # began (a killed worker's, running for ever): this run ends at once, choosing among finished trials
+    url = f"journal:{tmp_path}/j.log"
+    first = _tune(TuneConfig(n_trials=2, epsilon=1.0), url)
+    optuna.load_study(study_name=first.summary["study"], storage=open_storage(url)).ask()  # left running
+    again = _tune(TuneConfig(n_trials=5, epsilon=1.0), url)
+    assert again.summary["trials"] == 5 and again.summary["trials_this_run"] == 2
+    states = [t.state.name for t in optuna.load_study(study_name=first.summary["study"], storage=open_storage(url)).trials]
+    assert states.count("RUNNING") == 1 and states[2] == "RUNNING"
+
+
 @pytest.mark.parametrize(
     ("url", "pattern"),
     [

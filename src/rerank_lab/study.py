@@ -166,18 +166,23 @@ def _feasible_best(study, epsilon: float):
     return max(feasible, key=lambda t: (t.value, -t.number)) if feasible else None
 
 
-def _wait_for_other_workers(study, timeout: float = OTHERS_WAIT_S) -> None:
-    """Wait until no trial of a shared study is running (other workers' last trials), so that
-    every worker chooses among the same finished trials; a worker that died mid-trial leaves one
-    running for ever, hence the timeout."""
+def _running(study) -> set[int]:
     from optuna.trial import TrialState
 
+    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+
+def _wait_for_other_workers(study, stale: set[int], timeout: float = OTHERS_WAIT_S) -> None:
+    """Wait until no trial of a shared study is running (other workers' last trials), so that
+    every worker chooses among the same finished trials. Trials already running when this run
+    opened the study (``stale``: a killed worker's, running for ever) are not waited for; one
+    whose worker dies now is waited for up to ``timeout``."""
     deadline = time.monotonic() + timeout
-    while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    while running := sorted(_running(study) - stale):
         if time.monotonic() > deadline:
             log.warning(
                 "trials %s of study %s still running after %.0f s (a worker stopped?): chosen among the finished trials",
-                [t.number for t in running],
+                running,
                 study.study_name,
                 timeout,
             )
@@ -263,6 +268,7 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
         load_if_exists=True,
     )
     before = len(study.trials)
+    stale = _running(study) if storage is not None else set()
     if storage is not None:  # the URL as every message shows it: its password masked
         log.info("study %s in %s: %d trials so far, budget %d in all (worker %s)", name, shown(storage_url), before, cfg.n_trials, WORKER)
     if before:  # a shared study resumed: reseed by its trial count, so this run does not replay old draws
@@ -284,7 +290,7 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
     stop_at_total = optuna.study.MaxTrialsCallback(cfg.n_trials, states=None)
     study.optimize(objective, n_trials=max(0, cfg.n_trials - before), callbacks=[stop_at_total], gc_after_trial=False)
     if storage is not None:
-        _wait_for_other_workers(study)
+        _wait_for_other_workers(study, stale)
     best_trial = _feasible_best(study, epsilon)
     if best_trial is None:
         raise InputError(
