@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install repro test test-slow lint repro-check bench clean-venv
+.PHONY: install postgres repro test test-slow lint repro-check bench clean-venv
 
 install: $(VENV)/.installed
 
@@ -20,8 +20,19 @@ $(VENV)/.installed: pyproject.toml
 repro: install
 	dvc repro
 
-test: install
-	$(PY) -m pytest -m "not slow"
+# PostgreSQL's server binaries (initdb, pg_ctl, postgres) for the two-worker tune test, which starts a
+# private cluster on loopback itself: Debian's package when absent, nothing when present (no service is used).
+postgres:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "postgres: server binaries present"; \
+	else \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql; \
+	fi
+
+# RERANK_LAB_REQUIRE_POSTGRES: here a missing server or driver fails the PostgreSQL tests instead of skipping them
+test: install postgres
+	RERANK_LAB_REQUIRE_POSTGRES=1 $(PY) -m pytest -m "not slow"
 
 test-slow: install
 	$(PY) -m pytest -m slow

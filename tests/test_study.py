@@ -12,7 +12,7 @@ import pytest
 
 from rerank_lab.errors import ConfigError, InputError
 from rerank_lab.policy import QueryCandidates, Settings, Subset, System, sigmoid
-from rerank_lab.study import TuneInputs, open_storage, select_confirm, staged_subsets, study_name, tune
+from rerank_lab.study import WORKER, TuneInputs, open_storage, select_confirm, staged_subsets, study_name, tune
 from rerank_lab.tune import TuneConfig
 from tests.tune_world import CANDS, DEPTH, HAS_EVIDENCE, IDS, NO_EVIDENCE, QRELS, RERANKED
 
@@ -52,6 +52,68 @@ def test_open_storage_names_the_url_it_cannot_open(tmp_path, which):
     assert url in str(info.value)
     assert "tune.storage" in str(info.value)  # the fix says which setting to change
     assert not (tmp_path / "missing").exists()  # a journal in a missing folder does not create it
+
+
+def test_open_storage_masks_the_password_of_a_url_it_cannot_open():
+    with pytest.raises(ConfigError) as info:
+        open_storage("postgresql://rl:s3cr%2Ft@127.0.0.1:1/db")  # closed port (or no driver)
+    assert "cannot open the Optuna storage 'postgresql://rl:***@127.0.0.1:1/db': " in str(info.value)
+    assert "s3cr" not in str(info.value)
+
+
+def test_a_storage_url_can_come_from_the_environment(tmp_path, monkeypatch):
+    # tune.storage: env:NAME -- the URL (a server's, with its password) stays out of params.yaml
+    monkeypatch.setenv("RERANK_LAB_OPTUNA_URL", f"journal:{tmp_path}/j.log")
+    result = _tune(TuneConfig(n_trials=3, epsilon=1.0, storage="env:RERANK_LAB_OPTUNA_URL"), "env:RERANK_LAB_OPTUNA_URL")
+    assert result.summary["trials"] == result.summary["trials_this_run"] == 3
+    trials = optuna.load_study(study_name=result.summary["study"], storage=open_storage(f"journal:{tmp_path}/j.log")).trials
+    assert len(trials) == 3 and {t.user_attrs["worker"] for t in trials} == {WORKER}  # each trial names its worker
+
+
+def test_a_trial_left_running_by_a_killed_worker_is_not_waited_for(tmp_path):
+    # a worker waits for the trials other workers are running, not for one that was running before it
+    # began (a killed worker's, running for ever): this run ends at once, choosing among finished trials
+    url = f"journal:{tmp_path}/j.log"
+    first = _tune(TuneConfig(n_trials=2, epsilon=1.0), url)
+    optuna.load_study(study_name=first.summary["study"], storage=open_storage(url)).ask()  # left running
+    again = _tune(TuneConfig(n_trials=5, epsilon=1.0), url)
+    assert again.summary["trials"] == 5 and again.summary["trials_this_run"] == 2
+    states = [t.state.name for t in optuna.load_study(study_name=first.summary["study"], storage=open_storage(url)).trials]
+    assert states.count("RUNNING") == 1 and states[2] == "RUNNING"
+
+
+@pytest.mark.parametrize(
+    ("url", "pattern"),
+    [
+        (
+            "env:RERANK_LAB_NO_SUCH_URL",
+            r"^tune\.storage is env:RERANK_LAB_NO_SUCH_URL, but \$RERANK_LAB_NO_SUCH_URL is not set \(fix: export ",
+        ),
+        (
+            "env:no such",
+            r"^tune\.storage 'env:no such' does not name an environment variable \(fix: write e\.g\. env:RERANK_LAB_OPTUNA_URL\)$",
+        ),
+    ],
+)
+def test_an_environment_reference_that_gives_no_url_is_one_line(monkeypatch, url, pattern):
+    monkeypatch.delenv("RERANK_LAB_NO_SUCH", raising=False)
+    with pytest.raises(ConfigError, match=pattern):
+        open_storage(url)
+
+
+def test_params_refuse_a_storage_url_with_a_password():
+    from rerank_lab.hpo_space import parse_config
+
+    fix = r"\(fix: write {}\.storage: env:RERANK_LAB_OPTUNA_URL and export RERANK_LAB_OPTUNA_URL=<the URL> where the workers run"
+    shown = r"holds a password, which params\.yaml would commit to git, got 'postgresql://rl:\*\*\*@db:5432/optuna' "
+    with pytest.raises(ConfigError, match=r"^tune\.storage: " + shown + fix.format("tune")) as info:
+        TuneConfig(storage="postgresql://rl:pw-1234@db:5432/optuna")
+    assert "pw-1234" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"^hpo\.storage: " + shown + fix.format("hpo")):
+        parse_config({"hpo": {"space": {"train.epochs": [1, 2]}, "storage": "postgresql://rl:pw-1234@db:5432/optuna"}})
+    # without a password (libpq reads PGPASSWORD or ~/.pgpass), or from the environment: accepted
+    assert TuneConfig(storage="postgresql://rl@db:5432/optuna").storage == "postgresql://rl@db:5432/optuna"
+    assert parse_config({"hpo": {"space": {"train.epochs": [1, 2]}, "storage": "env:RERANK_LAB_OPTUNA_URL"}}).storage.startswith("env:")
 
 
 @pytest.mark.parametrize("url", ["sqlite:///{tmp}/deeper/s.db", "journal:{tmp}/j.log"])

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rerank_lab.errors import redact
+
 STATE = (
     (re.compile(r"^Running stage '([^']+)'"), "executed"),
     (re.compile(r"^Stage '([^']+)' is cached - skipping run"), "restored"),
@@ -65,7 +67,7 @@ def run_experiment(
     output: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
-        line = line.rstrip("\n")
+        line = redact(line.rstrip("\n"))  # shown and kept: a remote's or storage's password never passes
         output.append(line)
         if on_line is not None:
             on_line(line)

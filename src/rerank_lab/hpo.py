@@ -34,6 +34,7 @@ from rerank_lab.config import show as show_value
 from rerank_lab.errors import ConfigError, RerankLabError
 from rerank_lab.exp_run import ExpRun, experiment_rev, read_at, run_experiment
 from rerank_lab.hpo_space import TRIAL_KEY, HpoConfig, make_pruner, make_sampler, parse_config, study_name
+from rerank_lab.optuna_storage import shown as shown_storage
 
 RANGE_KEYS = ("low", "high", "log", "step")
 WORKER = "worker"  # user attribute of a trial: {"host", "pid"} of the `hpo run` process that runs it
@@ -169,7 +170,7 @@ def open_study(params: dict[str, Any], cfg: HpoConfig):
     from rerank_lab.optuna_storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(cfg.storage)
+    storage = open_storage(cfg.storage, "hpo.storage")
     name = study_name(params, cfg)
     return optuna.create_study(
         study_name=name, storage=storage, sampler=make_sampler(cfg), pruner=make_pruner(cfg), direction="maximize", load_if_exists=True
@@ -196,7 +197,7 @@ def run(params_path: Path, trials: int | None = None, finalists: bool = True, ec
     study = open_study(params, cfg)
     for number, pid in fail_orphans(study):
         echo(f"trial {number}: its worker (pid {pid} on this machine) is gone; marked failed, its place in the budget freed")
-    echo(f"study {name} in {cfg.storage}: {len(study.trials)} trials so far, {counted(study)} counted, budget {budget}")
+    echo(f"study {name} in {shown_storage(cfg.storage)}: {len(study.trials)} trials so far, {counted(study)} counted, budget {budget}")
     ran = failed = 0
     while counted(study) < budget:
         if failed >= MAX_FAILURES:

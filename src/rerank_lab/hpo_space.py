@@ -30,6 +30,7 @@ from pydantic import Field
 
 from rerank_lab.config import FieldError, Number, params_model, parse
 from rerank_lab.errors import ConfigError
+from rerank_lab.optuna_storage import refuse_password
 
 Pruner = Literal["none", "median", "successive-halving", "hyperband", "threshold"]
 # the trial's identity, set by rerank-lab hpo with -S: part of train's params, so a trial's (possibly
@@ -55,11 +56,13 @@ class HpoConfig:
     stage: str = Field("train", min_length=1)  # the stage a tier-B trial runs (with everything upstream of it)
     finalists: int = Field(2, ge=0)  # tier C: the best trials run the whole pipeline (tune, evaluate)
     # any Optuna storage URL or journal:<file>; a relative file path lies in the per-user cache
-    # (rerank_lab.cache), so every trial's train stage, queued or not, reports to the same study
+    # (rerank_lab.cache), so every trial's train stage, queued or not, reports to the same study;
+    # env:NAME: the URL in environment variable NAME (a URL with a password is refused here: params.yaml is in git)
     storage: str = Field("sqlite:///optuna.db", min_length=1)
     study_name: str | None = None  # None: derived (study_name below)
 
     def __post_init__(self) -> None:
+        refuse_password(self.storage, "hpo")  # a server's URL comes from the environment: hpo.storage: env:NAME
         if self.pruner == "threshold" and self.prune_below is None:
             raise FieldError(("prune_below",), "is needed by the threshold pruner", None, fix="e.g. prune_below: 0.5")
 

@@ -22,7 +22,7 @@ from rerank_lab.hpo_space import HpoConfig, make_pruner, parse_config, study_nam
 class TrialLink:
     """Where a trial reports: the study (storage URL and name), its trial number, the pruner and the metric."""
 
-    storage: str
+    storage: str  # as params say it (env:NAME is read when the storage is opened: no password here)
     study: str
     number: int
     hpo: HpoConfig
@@ -67,7 +67,7 @@ def callback(trial_link: TrialLink):
 
     from rerank_lab.optuna_storage import open_storage
 
-    storage = open_storage(trial_link.storage)
+    storage = open_storage(trial_link.storage, "hpo.storage")
     study = optuna.load_study(study_name=trial_link.study, storage=storage, pruner=make_pruner(trial_link.hpo))
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, trial_link.number)
     trial = optuna.trial.Trial(study, trial_id)

@@ -3,16 +3,90 @@
 A relative file path (``sqlite:///optuna.db``, ``journal:studies/j.log``) lies in the per-user cache
 (:func:`rerank_lab.cache.cache_dir`), so experiments DVC runs in temporary workspaces, and a
 tier-B trial's train stage, reach the same study; absolute paths and servers are used as given.
+
+A server's URL carries a password, so it never lies in params.yaml (tracked by git; the configs
+refuse one): the setting names an environment variable instead, ``env:RERANK_LAB_OPTUNA_URL``,
+read when the storage is opened (:func:`expand`), or the URL has no password and libpq finds it
+(``PGPASSWORD``, ``~/.pgpass``). Whatever shows a URL -- an error, a log line -- shows it through
+:func:`rerank_lab.errors.redact` (``postgresql://user:***@host/db``).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
-from rerank_lab.errors import ConfigError
+from rerank_lab.errors import ConfigError, redact
 
 _SQLITE = re.compile(r"^(sqlite(?:\+\w+)?:///)(.*)$")
+_ENV = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
+ENV_EXAMPLE = "env:RERANK_LAB_OPTUNA_URL"
+
+
+def expand(url: str, setting: str = "tune.storage") -> str:
+    """``url``, or the value of the environment variable an ``env:NAME`` setting names.
+
+    >>> os.environ["RL_DOCTEST_URL"] = "postgresql://rl:pw@db/optuna"
+    >>> expand("env:RL_DOCTEST_URL"), expand("sqlite:///optuna.db")
+    ('postgresql://rl:pw@db/optuna', 'sqlite:///optuna.db')
+    >>> del os.environ["RL_DOCTEST_URL"]
+    >>> expand("env:RL_DOCTEST_UNSET")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rerank_lab.errors.ConfigError: tune.storage is env:RL_DOCTEST_UNSET, but $RL_DOCTEST_UNSET is not set (fix: export RL_DOCTEST_UNSET=...)
+    """
+    if not url.startswith("env:"):
+        return url
+    m = _ENV.match(url)
+    if m is None:
+        raise ConfigError(f"{setting} {url!r} does not name an environment variable", fix=f"write e.g. {ENV_EXAMPLE}")
+    value = os.environ.get(m.group(1), "").strip()
+    if not value:
+        raise ConfigError(
+            f"{setting} is {url}, but ${m.group(1)} is not set",
+            fix=f"export {m.group(1)}=<the storage URL> in the worker's environment, e.g. from a git-ignored .env file",
+        )
+    return value
+
+
+def shown(url: str) -> str:
+    """How a storage setting is shown in a message: the URL it opens, its password masked.
+
+    >>> os.environ["RL_DOCTEST_URL"] = "postgresql://rl:pw@db/optuna"
+    >>> shown("env:RL_DOCTEST_URL"), shown("postgresql://rl:pw@db/o"), shown("env:RL_DOCTEST_UNSET")
+    ('postgresql://rl:***@db/optuna (from $RL_DOCTEST_URL)', 'postgresql://rl:***@db/o', 'env:RL_DOCTEST_UNSET (not set)')
+    >>> del os.environ["RL_DOCTEST_URL"]
+    """
+    try:
+        value = expand(url)
+    except ConfigError:
+        return f"{url} (not set)"
+    return redact(value) + (f" (from ${url[len('env:') :]})" if value != url else "")
+
+
+def refuse_password(value: str | None, section: str) -> None:
+    """The configs' check of ``<section>.storage``: a URL with a password in params.yaml would be
+    committed to git (and to every experiment's commit).
+
+    >>> refuse_password("postgresql://rl@db/optuna", "tune")  # no password: libpq finds it
+    >>> refuse_password("postgresql://rl:pw@db/optuna", "tune")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rerank_lab.config.FieldError: storage: holds a password, ..., got 'postgresql://rl:***@db/optuna' (fix: write tune.storage: env:...)
+    """
+    from rerank_lab.config import FieldError
+    from rerank_lab.errors import has_password
+
+    if value and has_password(value):
+        raise FieldError(
+            ("storage",),
+            "holds a password, which params.yaml would commit to git",
+            redact(value),
+            fix=f"write {section}.storage: {ENV_EXAMPLE} and export RERANK_LAB_OPTUNA_URL=<the URL> where the workers run, "
+            "or leave the password out of the URL: libpq reads PGPASSWORD or ~/.pgpass",
+        )
 
 
 def resolve_storage_url(url: str, base: Path | None = None) -> str:
@@ -44,13 +118,40 @@ def resolve_storage_url(url: str, base: Path | None = None) -> str:
     return prefix + str(base / path)
 
 
-def open_storage(url: str):
-    """An Optuna storage for ``url`` (``sqlite:///…``, ``postgresql://…``, ``journal:<file>``; a
-    relative file path lies in the per-user cache, :func:`resolve_storage_url`), or a
-    :class:`ConfigError` naming the URL when it cannot be reached."""
-    import optuna
+def _password(url: str) -> tuple[str, ...]:
+    """The password of a server URL as written and as decoded (a driver's message may quote either)."""
+    from urllib.parse import unquote, urlsplit
 
-    url = resolve_storage_url(url)
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return ()
+    return (password, unquote(password)) if password else ()
+
+
+def _rdb(url: str):
+    """An RDBStorage; two workers creating the tables of a fresh database at the same moment make
+    one of them fail on PostgreSQL (a duplicate type or version row): it retries, then sees the tables."""
+    import optuna
+    import sqlalchemy.exc
+
+    kwargs = {"pool_pre_ping": True} if not url.startswith("sqlite") else None
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == 3:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def open_storage(url: str, setting: str = "tune.storage"):
+    """An Optuna storage for ``url`` (``sqlite:///…``, ``postgresql://…``, ``journal:<file>``, or
+    ``env:NAME``: the URL in that environment variable; a relative file path lies in the per-user
+    cache, :func:`resolve_storage_url`), or a one-line :class:`ConfigError` naming the URL, its
+    password masked, when it cannot be opened (``setting``: the params key the fix names)."""
+    given = url
+    url = resolve_storage_url(expand(url, setting))
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -61,10 +162,13 @@ def open_storage(url: str):
             return JournalStorage(JournalFileBackend(str(path)))
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
+        return _rdb(url)
     except Exception as exc:  # sqlalchemy / driver errors: report the URL, not a deep traceback
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(
-            f"cannot open the Optuna storage {url!r}: {first}",
-            fix="check tune.storage: sqlite:///path.db, journal:path.log, or a reachable postgresql:// URL with its driver installed",
-        ) from None
+        source = f" (from ${given[len('env:') :]})" if given != url and given.startswith("env:") else ""
+        fix = f"check {setting}: sqlite:///path.db, journal:path.log, or a reachable postgresql:// URL"
+        if isinstance(exc, ImportError):  # SQLAlchemy 2.1 reads postgresql:// with psycopg 3 (2.0: psycopg2)
+            fix = f"install the database driver: pip install 'psycopg[binary]' (rerank-lab's postgres extra), or {fix}"
+        elif url.startswith(("postgresql", "mysql")):
+            fix += " (is the server running and listening there? are the user and password right?)"
+        raise ConfigError(f"cannot open the Optuna storage {redact(url)!r}{source}: {redact(first, *_password(url))}", fix=fix) from None

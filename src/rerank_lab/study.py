@@ -11,7 +11,10 @@ By default each run is a fresh, seeded, in-memory study of ``n_trials`` trials, 
 declared inputs give byte-identical outputs however often the stage runs. ``tune.storage`` opts
 in to a shared study (any Optuna storage URL, ``journal:<file>``) that several workers fill
 together: ``n_trials`` is then the study's total, a rerun only adds what is missing, and the
-result depends on how the workers interleaved -- not reproducible, and documented as such. The
+result depends on how the workers interleaved -- not reproducible, and documented as such. Each
+trial records the worker that ran it (``worker``: host and process); a worker that reaches the
+budget waits for the trials other workers are still running, so every worker of a study reports
+the same finished trials and the same best one. The
 study's name covers the inputs, the search space and the source of every module the tune stage
 executes (:func:`objective_code`), so a code change never continues a study run by other code.
 """
@@ -23,14 +26,17 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
+import socket
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rerank_lab.answerability import Answerability
 from rerank_lab.errors import InputError
 from rerank_lab.io.qrels import Qrels
-from rerank_lab.optuna_storage import open_storage, resolve_storage_url  # noqa: F401 -- re-exported: tune's storage
+from rerank_lab.optuna_storage import open_storage, resolve_storage_url, shown  # noqa: F401 -- re-exported: tune's storage
 from rerank_lab.policy import QueryCandidates, Settings, Subset, System, first_stage_score, fit_calibrators, pair_labels
 
 if TYPE_CHECKING:
@@ -39,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRUNERS = ("none", "median", "successive-halving", "hyperband")
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # who ran a trial of a shared study (its user attr "worker")
+OTHERS_WAIT_S = 300.0  # the longest a worker waits for other workers' running trials before choosing without them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +166,30 @@ def _feasible_best(study, epsilon: float):
     return max(feasible, key=lambda t: (t.value, -t.number)) if feasible else None
 
 
+def _running(study) -> set[int]:
+    from optuna.trial import TrialState
+
+    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+
+def _wait_for_other_workers(study, stale: set[int], timeout: float = OTHERS_WAIT_S) -> None:
+    """Wait until no trial of a shared study is running (other workers' last trials), so that
+    every worker chooses among the same finished trials. Trials already running when this run
+    opened the study (``stale``: a killed worker's, running for ever) are not waited for; one
+    whose worker dies now is waited for up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while running := sorted(_running(study) - stale):
+        if time.monotonic() > deadline:
+            log.warning(
+                "trials %s of study %s still running after %.0f s (a worker stopped?): chosen among the finished trials",
+                running,
+                study.study_name,
+                timeout,
+            )
+            return
+        time.sleep(0.1)
+
+
 def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) -> TuneResult:
     """Run the study on the dev split ``cfg.split`` of ``inputs`` (a fresh in-memory one, or fill
     the shared ``storage_url`` up to ``n_trials``) and return the chosen settings with their
@@ -204,7 +236,12 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
             gates = tuple(g for g in gates if g != "answerability")
     system = System.build(cands, calibrators, answerability)
 
+    ran: list[int] = []  # the trials this run ran (other workers may be filling the same study)
+
     def objective(trial) -> float:
+        ran.append(trial.number)
+        if storage_url:
+            trial.set_user_attr("worker", WORKER)
         s = suggest(trial, cfg, reranked_k, depth, gates)
         value = 0.0
         for step, subset in enumerate(stages):
@@ -218,7 +255,7 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
         trial.set_constraint("false_evidence", fer - epsilon)  # feasible when <= 0; TPE models it
         return value
 
-    storage = open_storage(storage_url) if storage_url else None  # None: in memory, fresh each run
+    storage = open_storage(storage_url, "tune.storage") if storage_url else None  # None: in memory, fresh each run
     name = study_name(cfg, inputs.fingerprint)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -231,6 +268,9 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
         load_if_exists=True,
     )
     before = len(study.trials)
+    stale = _running(study) if storage is not None else set()
+    if storage is not None:  # the URL as every message shows it: its password masked
+        log.info("study %s in %s: %d trials so far, budget %d in all (worker %s)", name, shown(storage_url), before, cfg.n_trials, WORKER)
     if before:  # a shared study resumed: reseed by its trial count, so this run does not replay old draws
         study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + before)
     # the untuned default: the score stage's own run (whole pool, head in reranker order, no abstaining)
@@ -245,10 +285,12 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
         }
         if gates:
             first["gate"] = "reranker" if "reranker" in gates else gates[0]
-        study.enqueue_trial(first)
+        study.enqueue_trial(first, skip_if_exists=True)  # skipped when another worker enqueued it first
     # n_trials is the study's total: a shared study already holding trials only gets what is missing
     stop_at_total = optuna.study.MaxTrialsCallback(cfg.n_trials, states=None)
     study.optimize(objective, n_trials=max(0, cfg.n_trials - before), callbacks=[stop_at_total], gc_after_trial=False)
+    if storage is not None:
+        _wait_for_other_workers(study, stale)
     best_trial = _feasible_best(study, epsilon)
     if best_trial is None:
         raise InputError(
@@ -271,7 +313,7 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
         "study": name,
         "tuned": True,
         "trials": len(study.trials),
-        "trials_this_run": len(study.trials) - before,
+        "trials_this_run": len(ran),
         "complete": states.count("complete"),
         "pruned": states.count("pruned"),
         "best_trial": best_trial.number,

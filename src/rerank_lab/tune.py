@@ -26,6 +26,7 @@ from pydantic import Field
 
 from rerank_lab.config import ListOf, Number, Split, invalid, params_model
 from rerank_lab.errors import InputError
+from rerank_lab.optuna_storage import refuse_password
 from rerank_lab.policy import CALIBRATIONS, FUSIONS, GATES, NORMS, QueryCandidates, System, calibrated, candidates, sigmoid
 from rerank_lab.study import TuneInputs, TuneResult, tune
 
@@ -49,7 +50,8 @@ class TuneConfig:
     stages: int = Field(4, ge=1)  # a trial is scored on 1/stages, 2/stages, ... of the select queries
     # None: a fresh seeded in-memory study per run; a URL: a shared, non-deterministic study. A relative file path
     # (sqlite:///optuna.db, journal:optuna.log) lies in the per-user cache (rerank_lab.cache: $RERANK_LAB_CACHE, else
-    # $XDG_CACHE_HOME/rerank-lab, else ~/.cache/rerank-lab), so queued experiments share it; absolute paths and servers as given
+    # $XDG_CACHE_HOME/rerank-lab, else ~/.cache/rerank-lab), so queued experiments share it; absolute paths and servers as given.
+    # env:NAME: the URL in environment variable NAME (a server's URL with its password: never in params.yaml, refused there)
     storage: str | None = None
     study_name: str | None = None  # None = derived from the inputs, the search space and the code
     split: Split = "validation"
@@ -62,6 +64,7 @@ class TuneConfig:
     gates: ListOf[Gate] = Field(GATES, min_length=1)
 
     def __post_init__(self) -> None:
+        refuse_password(self.storage, "tune")  # the URL comes from the environment: tune.storage: env:NAME
         for name in ("top_k_retriever", "k0"):
             value = getattr(self, name)
             if len(value) != 2 or value[0] > value[1]:

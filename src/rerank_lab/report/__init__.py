@@ -30,6 +30,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rerank_lab.errors import redact
 from rerank_lab.io.atomic import atomic_dir, write_text
 from rerank_lab.report.board import (
     COMBINATION,
@@ -164,7 +165,7 @@ def build_report(repo: Path, out: Path, base: str = "main", all_commits: bool = 
         md += [markdown_table(metrics_diff, ["file", "key", "base", "this change", "diff"]), "</details>", ""]
         md += ["## Plots", ""]
         md += [f"![{name}]({name})" for name in plots]
-        write_text(tmp / "report.md", "\n".join(md) + "\n")
+        write_text(tmp / "report.md", redact("\n".join(md) + "\n"))  # params diffs may show a URL: never its password
     return {
         "experiments": len(records),
         "leaderboard_rows": len(board),
