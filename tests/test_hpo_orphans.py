@@ -12,7 +12,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from rerank_lab.hpo import WORKER, counted, fail_orphans
+from rerank_lab.hpo import counted, fail_orphans
+from rerank_lab.optuna_storage import WORKER_ATTR
 
 
 def _dead_pid() -> int:
@@ -26,20 +27,20 @@ def test_only_a_gone_worker_on_this_machine_loses_its_running_trial(tmp_path) ->
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="s", direction="maximize")
     host = socket.gethostname()
     workers = [
-        {"host": host, "pid": _dead_pid()},  # killed here: orphan
-        {"host": host, "pid": os.getppid()},  # alive here: still running
-        {"host": "another-machine", "pid": 1},  # elsewhere: cannot tell, left alone
+        f"{host}:{_dead_pid()}",  # killed here: orphan
+        f"{host}:{os.getppid()}",  # alive here: still running
+        "another-machine:1",  # elsewhere: cannot tell, left alone
         None,  # no worker recorded: left alone
     ]
     for worker in workers:
         trial = study.ask()
         if worker:
-            trial.set_user_attr(WORKER, worker)
+            trial.set_user_attr(WORKER_ATTR, worker)
     done = study.ask()
     study.tell(done, 0.5)
     assert counted(study) == 5
 
-    assert fail_orphans(study) == [(0, workers[0]["pid"])]
+    assert fail_orphans(study) == [(0, int(workers[0].rsplit(":", 1)[1]))]
 
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING, TrialState.RUNNING, TrialState.COMPLETE]

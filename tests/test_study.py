@@ -11,8 +11,9 @@ import optuna
 import pytest
 
 from rerank_lab.errors import ConfigError, InputError
+from rerank_lab.optuna_storage import WORKER
 from rerank_lab.policy import QueryCandidates, Settings, Subset, System, sigmoid
-from rerank_lab.study import WORKER, TuneInputs, open_storage, select_confirm, staged_subsets, study_name, tune
+from rerank_lab.study import TuneInputs, open_storage, select_confirm, staged_subsets, study_name, tune
 from rerank_lab.tune import TuneConfig
 from tests.tune_world import CANDS, DEPTH, HAS_EVIDENCE, IDS, NO_EVIDENCE, QRELS, RERANKED
 

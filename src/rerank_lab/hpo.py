@@ -34,10 +34,10 @@ from rerank_lab.config import show as show_value
 from rerank_lab.errors import ConfigError, RerankLabError
 from rerank_lab.exp_run import ExpRun, experiment_rev, read_at, run_experiment
 from rerank_lab.hpo_space import TRIAL_KEY, HpoConfig, make_pruner, make_sampler, parse_config, study_name
+from rerank_lab.optuna_storage import WORKER, WORKER_ATTR, worker_of
 from rerank_lab.optuna_storage import shown as shown_storage
 
 RANGE_KEYS = ("low", "high", "log", "step")
-WORKER = "worker"  # user attribute of a trial: {"host", "pid"} of the `hpo run` process that runs it
 MAX_FAILURES = 3  # trials failed one after another before a run gives up
 
 
@@ -203,7 +203,7 @@ def run(params_path: Path, trials: int | None = None, finalists: bool = True, ec
         if failed >= MAX_FAILURES:
             raise RerankLabError(f"{failed} trials failed in a row in this run", fix="read the trial logs above; fix the cause, then rerun")
         trial = ask_next(study, cfg, dists)
-        trial.set_user_attr(WORKER, {"host": socket.gethostname(), "pid": os.getpid()})
+        trial.set_user_attr(WORKER_ATTR, WORKER)
         exp = f"{name}-t{trial.number:03d}"
         cell = {k: trial.params[k] for k in dists} | {TRIAL_KEY: f"{name}/{trial.number}"}
         if experiment_rev(exp) is not None:
@@ -270,11 +270,10 @@ def fail_orphans(study) -> list[tuple[int, int]]:
     alive here, is left alone: it may still finish."""
     from optuna.trial import TrialState
 
-    host, out = socket.gethostname(), []
+    out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get(WORKER) or {}
-        pid = worker.get("pid")
-        if worker.get("host") == host and isinstance(pid, int) and pid != os.getpid() and not _alive(pid):
+        host, pid = worker_of(t) or ("", 0)
+        if host == socket.gethostname() and pid != os.getpid() and not _alive(pid):
             study.tell(t.number, state=TrialState.FAIL)
             out.append((t.number, pid))
     return out

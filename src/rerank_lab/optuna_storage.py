@@ -15,10 +15,26 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import time
 from pathlib import Path
 
 from rerank_lab.errors import ConfigError, redact
+
+WORKER_ATTR = "worker"  # a trial's user attribute: the worker process that ran it, "<host>:<pid>"
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # this process, as a worker of a shared study
+
+
+def worker_of(trial) -> tuple[str, int] | None:
+    """(host, pid) of the worker that ran ``trial`` (a FrozenTrial), if it recorded one.
+
+    >>> import optuna; t = optuna.trial.create_trial(value=1.0, user_attrs={"worker": "box:12"})
+    >>> worker_of(t), worker_of(optuna.trial.create_trial(value=1.0))
+    (('box', 12), None)
+    """
+    host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+    return (host, int(pid)) if host and pid.isdigit() else None
+
 
 _SQLITE = re.compile(r"^(sqlite(?:\+\w+)?:///)(.*)$")
 _ENV = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")

@@ -26,9 +26,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
-import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -36,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from rerank_lab.answerability import Answerability
 from rerank_lab.errors import InputError
 from rerank_lab.io.qrels import Qrels
-from rerank_lab.optuna_storage import open_storage, resolve_storage_url, shown  # noqa: F401 -- re-exported: tune's storage
+from rerank_lab.optuna_storage import WORKER, WORKER_ATTR, open_storage, resolve_storage_url, shown  # noqa: F401 -- re-exported: tune's storage
 from rerank_lab.policy import QueryCandidates, Settings, Subset, System, first_stage_score, fit_calibrators, pair_labels
 
 if TYPE_CHECKING:
@@ -45,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRUNERS = ("none", "median", "successive-halving", "hyperband")
-WORKER = f"{socket.gethostname()}:{os.getpid()}"  # who ran a trial of a shared study (its user attr "worker")
 OTHERS_WAIT_S = 300.0  # the longest a worker waits for other workers' running trials before choosing without them
 
 
@@ -241,7 +238,7 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
     def objective(trial) -> float:
         ran.append(trial.number)
         if storage_url:
-            trial.set_user_attr("worker", WORKER)
+            trial.set_user_attr(WORKER_ATTR, WORKER)
         s = suggest(trial, cfg, reranked_k, depth, gates)
         value = 0.0
         for step, subset in enumerate(stages):
