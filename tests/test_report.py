@@ -427,7 +427,7 @@ def test_build_report_end_to_end(tmp_path: Path, monkeypatch):
     repo = tmp_path
     params = copy.deepcopy(_params("bce", datasets=["toy"]))
     (repo / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    commit_toy_pipeline(repo, report_stage(), "toy pipeline")
+    commit_toy_pipeline(repo, report_stage(repo), "toy pipeline")
     run([*DVC, "exp", "run", "-q", "-n", "exp-listnet", "-S", "train.loss=listnet"], repo)
     run([*DVC, "exp", "run", "-q", "-n", "exp-ranknet", "-S", "train.loss=ranknet"], repo)
 
