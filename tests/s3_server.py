@@ -61,7 +61,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -105,7 +105,7 @@ def moto_s3(log_dir: Path, bucket: str = "rerank-lab-team") -> Iterator[S3Server
     """Start ``moto_server`` on a free loopback port, set it up, yield it; stop it at the end."""
     exe = moto_server_path()
     log = log_dir / "moto_server.log"
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT, env=clean_env())
