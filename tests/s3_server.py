@@ -67,17 +67,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
+def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> bool:
+    """True once ``proc`` answers on ``url``; False if it exits first (its port was taken meanwhile)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
+            return False
         try:
             urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=1).read()
-            return
+            return proc.poll() is None  # the answer was ours, not another server's on a reused port
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.1)
-    raise RuntimeError(f"moto_server did not answer on {url} within {timeout:.0f} s: {log.read_text(errors='replace')[-2000:]}")
+    raise RuntimeError(f"moto_server did not answer on {url} within {timeout:.0f} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _client(service: str, endpoint: str, key: str = "setup", secret: str = "setup"):
@@ -105,21 +115,24 @@ def moto_s3(log_dir: Path, bucket: str = "rerank-lab-team") -> Iterator[S3Server
     """Start ``moto_server`` on a free loopback port, set it up, yield it; stop it at the end."""
     exe = moto_server_path()
     log = log_dir / "moto_server.log"
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT, env=clean_env())
+    for _ in range(3):  # a free port can be taken between choosing it and binding it
+        endpoint = f"http://127.0.0.1:{free_port()}"
+        with open(log, "wb") as out:
+            cmd = [str(exe), "-H", "127.0.0.1", "-p", endpoint.rsplit(":", 1)[1]]
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=clean_env())
+        try:
+            if _wait_until_up(endpoint, proc):
+                break
+        except BaseException:
+            _stop(proc)
+            raise
+    else:
+        raise RuntimeError(f"moto_server exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
     try:
-        _wait_until_up(endpoint, proc, log)
         key, secret = _set_up(endpoint, bucket)
         yield S3Server(endpoint, bucket, key, secret)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def isolate_aws(monkeypatch) -> None:
