@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -26,7 +24,7 @@ from rerank_lab.report import (
     plot_topk,
     write_leaderboard,
 )
-from tests.dvc_toy import DVC, GIT_ENV, commit_toy_pipeline, run
+from tests.dvc_toy import DVC, GIT_ENV, RELIABILITY_TSV, TOPK_TSV, TRIALS_TSV, commit_toy_pipeline, report_stage, run
 
 EVAL = "metrics/evaluate/scifact_rationales.json"
 TUNE = "metrics/tune/scifact_rationales.json"
@@ -376,29 +374,6 @@ def test_diff_rows_from_dvc_diff_json():
 
 # --- plots --------------------------------------------------------------------------------------
 
-TOPK_TSV = (
-    "top_k_rerank\tselect_ndcg@10\tselect_false_evidence\tconfirm_ndcg@10\tconfirm_false_evidence\n"
-    "1\t0.40\t0.5\t0.38\t0.6\n"
-    "2\t0.55\t0.4\t0.50\t0.4\n"
-    "3\t0.61\t0.3\t0.57\t0.25\n"
-)
-TRIALS_TSV = (
-    "number\tstate\tvalue\tfalse_evidence\tfeasible\tparams\n"
-    '0\tcomplete\t0.50\t0.1\tTrue\t{"top_k_rerank": 3}\n'
-    '1\tcomplete\t0.70\t0.9\tFalse\t{"top_k_rerank": 1}\n'
-    '2\tpruned\t0.30\tNone\tFalse\t{"top_k_rerank": 2}\n'
-    "3\tpruned\tNone\tNone\tFalse\t{}\n"
-    '4\tcomplete\t0.60\t0.05\tTrue\t{"top_k_rerank": 2}\n'
-)
-RELIABILITY_TSV = (
-    "run\tsplit\tprobability\tlow\thigh\tcount\tmean_confidence\taccuracy\n"
-    "bm25+ce+tuned\ttest\tcalibrated\t0.0\t0.5\t3\t0.2\t0.33\n"
-    "bm25+ce+tuned\ttest\tcalibrated\t0.5\t1.0\t2\t0.8\t0.5\n"
-    "bm25+ce+tuned\ttest\tsigmoid\t0.0\t0.5\t0\t\t\n"  # an empty bin: skipped
-    "bm25+ce+tuned\ttest\tsigmoid\t0.5\t1.0\t5\t0.9\t0.4\n"
-    "bm25+ce+tuned\tvalidation\tcalibrated\t0.0\t0.5\t4\t0.3\t0.25\n"
-)
-
 
 def _assert_png(path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -435,7 +410,6 @@ def test_plot_reliability_needs_rows_of_its_split(tmp_path: Path):
 # --- build_report() -----------------------------------------------------------------------------
 
 
-
 def test_build_report_outside_a_dvc_repo(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     expected = r"`dvc exp show --no-pager --all-commits` failed: ERROR: you are not inside of a DVC repository"
@@ -447,49 +421,13 @@ def test_build_report_outside_a_dvc_repo(tmp_path: Path, monkeypatch):
     assert not (tmp_path / "report").exists()
 
 
-# The stage command: metrics in the shapes evaluate and tune write, and the three TSVs the plots read.
-# Dev nDCG@10 depends on train.loss, so every experiment lands in its own leaderboard row; the board is sorted
-# by the confirm-half score, whose order differs from full dev's.
-STAGE = """
-import json, os, yaml
-p = yaml.safe_load(open("params.yaml"))
-loss = p["train"]["loss"]
-dev = {"bce": 0.50, "listnet": 0.60, "ranknet": 0.55}[loss]
-ev = {
-    "bm25": {"validation": {"ndcg@10": 0.45}, "test": {"ndcg@10": 0.40}},
-    "bm25+ce+tuned": {
-        "validation": {"ndcg@10": dev},
-        "test": {"ndcg@10": dev - 0.05, "false_evidence_rate": 0.1, "ece": 0.05, "recall@100": 0.9,
-                 "vs_bm25": {"delta": dev - 0.45, "ci_low": 0.01, "ci_high": 0.2, "p_randomization": 0.01}},
-    },
-}
-for d in ("metrics/evaluate", "metrics/tune", "data/tune/toy", "data/evaluate/toy"):
-    os.makedirs(d, exist_ok=True)
-json.dump(ev, open("metrics/evaluate/toy.json", "w"))
-confirm = {"bce": 0.48, "listnet": 0.52, "ranknet": 0.57}[loss]  # the confirm half orders them unlike full dev
-json.dump({"best": {"top_k_rerank": 3, "loss_seen": loss}, "best_confirm_ndcg@10": confirm, "meets_epsilon_on_confirm": True,
-           "beats_untuned_on_confirm": loss != "bce", "beats_first_stage_on_confirm": True}, open("metrics/tune/toy.json", "w"))
-open("data/tune/toy/topk.tsv", "w").write(TOPK)
-open("data/tune/toy/trials.tsv", "w").write(TRIALS)
-open("data/evaluate/toy/reliability.tsv", "w").write(RELIABILITY)
-"""
-
-
 def test_build_report_end_to_end(tmp_path: Path, monkeypatch):
     for k, v in GIT_ENV.items():
         monkeypatch.setenv(k, v)
     repo = tmp_path
-    code = STAGE.replace("TOPK", repr(TOPK_TSV)).replace("TRIALS", repr(TRIALS_TSV)).replace("RELIABILITY", repr(RELIABILITY_TSV))
     params = copy.deepcopy(_params("bce", datasets=["toy"]))
     (repo / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    stage = {
-        # one line: DVC runs each line of a multi-line cmd as its own command
-        "cmd": f"{shlex.quote(sys.executable)} -c {shlex.quote(f'exec({code!r})')}",
-        "params": ["datasets", "train.loss"],
-        "outs": ["data/tune/toy", "data/evaluate/toy"],
-        "metrics": [{"metrics/evaluate/toy.json": {"cache": False}}, {"metrics/tune/toy.json": {"cache": False}}],
-    }
-    commit_toy_pipeline(repo, stage, "toy pipeline")
+    commit_toy_pipeline(repo, report_stage(repo), "toy pipeline")
     run([*DVC, "exp", "run", "-q", "-n", "exp-listnet", "-S", "train.loss=listnet"], repo)
     run([*DVC, "exp", "run", "-q", "-n", "exp-ranknet", "-S", "train.loss=ranknet"], repo)
 
