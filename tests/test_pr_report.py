@@ -1,4 +1,4 @@
-"""The pull-request report script (`python -m rerank_lab.pr_report`), run for real: a CI clone of a
+"""The pull-request report script (`rerank-lab pr-report`), run for real: a CI clone of a
 pull-request branch against the team's S3 remote (moto's server on loopback), two commits and an
 experiment; then the same with the branch's outputs never pushed, and with wrong credentials."""
 
@@ -57,7 +57,7 @@ def _pull_request(tmp_path: Path, s3, push_outputs: bool = True) -> Team:
 
 
 def _pr_report(repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "rerank_lab.pr_report", "--base", "main", "--output", "report"]
+    cmd = [sys.executable, "-m", "rerank_lab.cli", "pr-report", "--base", "main", "--output", "report"]
     return subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env={**os.environ, **GIT_ENV, **env})
 
 
@@ -128,8 +128,9 @@ def test_pr_report_missing_object_is_named_or_recomputed_by_decision(s3, tmp_pat
 def test_the_workflow_runs_the_script_and_swallows_no_error():
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "report.yml").read_text(encoding="utf-8"))
     commands = [step.get("run", "") for step in workflow["jobs"]["report"]["steps"]]
-    assert [c for c in commands if "rerank_lab.pr_report" in c] == [
-        '.venv/bin/python -m rerank_lab.pr_report --base "${{ github.base_ref }}" --git-remote origin --output report'
+    assert [c for c in commands if "pr-report" in c] == [
+        '.venv/bin/rerank-lab pr-report --base "${{ github.base_ref }}" --git-remote origin --output report'
     ]
     # every DVC step and the report itself are in the script; nothing swallows an error
-    assert not [c for c in commands if "|| true" in c or re.search(r"(^|[\s/])(dvc|rerank-lab) ", c)]
+    others = [c for c in commands if "pr-report" not in c]
+    assert not [c for c in others if "|| true" in c or re.search(r"(^|[\s/])(dvc|rerank-lab) ", c)]

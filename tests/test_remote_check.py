@@ -1,6 +1,6 @@
 """Bad remotes, against a real S3 API (moto's server, with IAM authentication on): wrong credentials,
 an unreachable endpoint, a bucket that does not exist -- each one line naming the remote, its URL and
-the fix, exit status 2 (`python -m rerank_lab.remote`)."""
+the fix, exit status 2 (`rerank-lab remote-check`)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _repo(tmp: Path, url: str, endpoint: str, local: dict[str, str] | None = Non
 
 def _cli(repo: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "rerank_lab.remote", "--repo", str(repo), *args],
+        [sys.executable, "-m", "rerank_lab.cli", "remote-check", "--repo", str(repo), *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},

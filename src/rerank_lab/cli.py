@@ -54,7 +54,7 @@ class _StagesAndTools(click.Group):
 def cli(verbose: bool) -> None:
     """rerank-lab: reproducible retrieval-reranker experiments (run the stages with `dvc repro`)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "filelock", "bm25s", "numba", "datasets", "sentence_transformers"):
+    for noisy in ("httpx", "urllib3", "filelock", "bm25s", "numba", "datasets", "sentence_transformers", "botocore", "aiobotocore", "s3fs"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

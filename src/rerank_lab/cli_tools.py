@@ -90,3 +90,15 @@ def hpo_show(params: str) -> None:
     from rerank_lab.hpo import show
 
     show(Path(params), echo=click.echo)
+
+
+def _register() -> None:
+    """Commands defined next to their code (also runnable as ``python -m rerank_lab.<module>``)."""
+    from rerank_lab.pr_report import cli as pr_report
+    from rerank_lab.remote import cli as remote_check
+
+    tools.add_command(remote_check, "remote-check")
+    tools.add_command(pr_report, "pr-report")
+
+
+_register()

@@ -1,4 +1,4 @@
-"""The pull-request report, as CI runs it: ``python -m rerank_lab.pr_report``.
+"""The pull-request report, as CI runs it: ``rerank-lab pr-report``.
 
 The steps that ``.github/workflows/report.yml`` used to hold, each one checked:
 
@@ -31,15 +31,20 @@ from pathlib import Path
 import click
 import yaml
 
-from rerank_lab.errors import ConfigError, InputError, RerankLabError
+from rerank_lab.errors import ConfigError, InputError
 from rerank_lab.remote import check_remote, read_remote
 
 RECOMPUTE_ENV = "RERANK_LAB_RECOMPUTE_MISSING"
 Echo = Callable[[str], None]
 
 
-class StepFailed(Exception):
+class StepFailed(click.ClickException):
     """A command of the report failed for a reason that is not the user's input (exit status 1)."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:  # one line, as every other error
+        click.echo(f"error: {self.message}", err=True)
 
 
 def _log(message: str) -> None:
@@ -190,7 +195,7 @@ def pr_report(repo: Path, base: str, git_remote: str, remote: str | None, output
 
 
 @click.command()
-@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="the DVC repository")
+@click.option("--repo", default=".", show_default=True, type=click.Path(exists=True, file_okay=False), help="the DVC repository")
 @click.option("--base", default="main", show_default=True, help="branch the metric and param diffs compare against")
 @click.option("--git-remote", default="origin", show_default=True, help="git remote to fetch the base and experiments from ('' for none)")
 @click.option("--remote", default=None, help="DVC remote (default: core.remote)")
@@ -204,23 +209,5 @@ def pr_report(repo: Path, base: str, git_remote: str, remote: str | None, output
 )
 def cli(repo: str, base: str, git_remote: str, remote: str | None, output: str, recompute_missing: bool) -> None:
     """The pull-request report: fetch the base, check the remote, pull, repro, report."""
-    pr_report(Path(repo), base, git_remote, remote, output, recompute_missing)
-
-
-def main() -> None:
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    try:
-        cli(standalone_mode=False, prog_name="python -m rerank_lab.pr_report")
-    except RerankLabError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except click.UsageError as exc:
-        click.echo(f"error: {exc.format_message()} (fix: see python -m rerank_lab.pr_report --help)", err=True)
-        sys.exit(2)
-    except StepFailed as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()
+    pr_report(Path(repo), base, git_remote, remote, output, recompute_missing)

@@ -8,13 +8,12 @@ and lists one key of it, with one attempt and short timeouts. A wrong key, a dea
 missing bucket becomes a :class:`~rerank_lab.errors.ConfigError` naming the remote, its URL and the
 fix. Secrets never appear in a message.
 
-Run it by hand: ``python -m rerank_lab.remote [--remote NAME] [--repo DIR]`` (exit status 2 on a
+Run it by hand: ``rerank-lab remote-check [--remote NAME] [--repo DIR]`` (exit status 2 on a
 problem).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from rerank_lab.errors import ConfigError, RerankLabError, unknown_name
+from rerank_lab.errors import ConfigError, unknown_name
 
 CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "InvalidClientTokenId", "AuthorizationHeaderMalformed"}
@@ -180,24 +179,9 @@ def _check_s3(remote: Remote, timeout: float) -> str:
 
 
 @click.command()
-@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="the DVC repository")
+@click.option("--repo", default=".", show_default=True, type=click.Path(exists=True, file_okay=False), help="the DVC repository")
 @click.option("--remote", "name", default=None, help="the remote to check (default: core.remote)")
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.1), help="seconds per connection attempt")
 def cli(repo: str, name: str | None, timeout: float) -> None:
     """Check that a DVC remote answers, with the credentials DVC would use."""
     click.echo(check_remote(Path(repo), name, timeout))
-
-
-def main() -> None:
-    try:
-        cli(standalone_mode=False, prog_name="python -m rerank_lab.remote")
-    except RerankLabError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except click.UsageError as exc:
-        click.echo(f"error: {exc.format_message()} (fix: see python -m rerank_lab.remote --help)", err=True)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
