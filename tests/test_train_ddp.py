@@ -149,7 +149,7 @@ def test_a_pruned_trial_stops_every_process_at_the_same_step(world, tmp_path):
     cfg = TrainConfig(**{**SETTINGS, "model": str(world["model"])})
     metrics, history = train(cfg, load_dataset(world["dataset"]), tmp_path / "m", tmp_path / "ck", trial=trial_link)
     assert (metrics["trial_pruned"], metrics["trial_steps"], metrics["steps"]) == (1, 4, 4)
-    reported = study._storage.get_trial(trial._trial_id).intermediate_values
+    reported = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number).intermediate_values
     assert reported == {h["step"]: h["eval_dev_mined_ndcg@10"] for h in history if "eval_dev_mined_ndcg@10" in h}
     assert sorted(reported) == [2, 4]
     assert (tmp_path / "m" / "config.json").is_file()
