@@ -4,8 +4,9 @@
 The train stage then (:func:`link`) opens the study named by ``hpo`` (storage, pruner) and checks
 that it is the one the trial belongs to; :class:`PruneOnDev` reports the ``hpo.metric`` value of
 every dev evaluation (``train.eval_steps``) with the step, and stops training when the pruner says
-so. The model of a pruned trial is the model at that step; train's metrics say ``trial_pruned: 1``
-and ``trial_steps``, so the experiment is marked pruned wherever it is shown.
+so (under ``train.processes`` > 1, rank 0 reports and every rank stops). The model of a pruned
+trial is the model at that step; train's metrics say ``trial_pruned: 1`` and ``trial_steps``, so
+the experiment is marked pruned wherever it is shown.
 """
 
 from __future__ import annotations
@@ -61,26 +62,42 @@ def link(params: dict[str, Any], trial: str) -> TrialLink:
 
 
 def callback(trial_link: TrialLink):
-    """A ``transformers.TrainerCallback`` that reports each dev evaluation and stops a pruned trial."""
+    """A ``transformers.TrainerCallback`` that reports each dev evaluation and stops a pruned trial.
+
+    Under several processes (``train.processes``) rank 0 alone opens the study and reports; its
+    prune decision is broadcast, so every rank stops at the same step.
+    """
     import optuna
     from transformers import TrainerCallback
 
     from rerank_lab.optuna_storage import open_storage
+    from rerank_lab.train_ddp import rank, world_size
 
-    storage = open_storage(trial_link.storage, "hpo.storage")
-    study = optuna.load_study(study_name=trial_link.study, storage=storage, pruner=make_pruner(trial_link.hpo))
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, trial_link.number)
-    trial = optuna.trial.Trial(study, trial_id)
+    trial = None
+    if rank() == 0:
+        storage = open_storage(trial_link.storage, "hpo.storage")
+        study = optuna.load_study(study_name=trial_link.study, storage=storage, pruner=make_pruner(trial_link.hpo))
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, trial_link.number)
+        trial = optuna.trial.Trial(study, trial_id)
 
     class PruneOnDev(TrainerCallback):
         pruned_at: int | None = None
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             value = (metrics or {}).get(trial_link.eval_key)
-            if value is None or not math.isfinite(value):
+            if value is None or not math.isfinite(value):  # the same on every rank: the dev values are broadcast
                 return
-            trial.report(float(value), state.global_step)
-            if trial.should_prune():
+            prune = False
+            if trial is not None:
+                trial.report(float(value), state.global_step)
+                prune = trial.should_prune()
+            if world_size() > 1:
+                import torch.distributed as dist
+
+                decision = [prune]
+                dist.broadcast_object_list(decision, src=0)
+                prune = bool(decision[0])
+            if prune:
                 self.pruned_at = state.global_step
                 control.should_training_stop = True
 

@@ -122,6 +122,7 @@ class TrainConfig:
     eval_steps: int | None = Field(None, ge=1)  # dev evaluations every this many steps; null: each half epoch
     save_steps: int = Field(100, ge=1)
     seed: int = 42
+    processes: int = Field(1, ge=1)  # DDP workers (GPUs, or CPU processes with gloo) sharing each step: rerank_lab.train_ddp
     trial: str | None = None  # a tier-B trial, "<study>/<number>": set by rerank-lab hpo (rerank_lab.hpo_trial)
 
     def __post_init__(self) -> None:
@@ -140,6 +141,9 @@ class TrainConfig:
                 raise invalid(self, "warmup_loss", "is not pointwise", fix="use bce")
             if not 0.0 < self.curriculum_fraction < 1.0:
                 raise invalid(self, "curriculum_fraction", "must be in (0, 1)", fix="e.g. 0.3")
+        if self.batch_size % self.processes:
+            fix = f"e.g. {self.processes * max(1, round(self.batch_size / self.processes))}: each process takes an equal share of a step"
+            raise invalid(self, "batch_size", f"must be a multiple of train.processes ({self.processes})", fix=fix)
         if self.regime == "distillation" and not self.teacher:
             fix = "run teacher-score and name its column"
             raise invalid(self, "teacher", "is needed by distillation: the name of a teacher_scores.<name> column", fix=fix)
@@ -201,8 +205,21 @@ def train(
     when it prunes the trial (:mod:`rerank_lab.hpo_trial`).
     """
     fingerprint = resume_fingerprint(cfg, dd, qrels)
+    distributed = cfg.processes > 1 and fingerprint is not None  # R0 trains nothing: one process
+    if distributed:
+        from rerank_lab.train_ddp import check_processes
+
+        check_processes(cfg.processes, best_device())
     with checkpoint_folder(checkpoints, fingerprint) as folder:
-        return _train(cfg, dd, out, folder, fingerprint, dataset_path, qrels, trial)
+        job = dict(
+            cfg=cfg, dd=dd, out=out, checkpoints=folder, fingerprint=fingerprint, dataset_path=dataset_path, qrels=qrels, trial=trial
+        )
+        if not distributed:
+            return _train(**job)
+        from rerank_lab.train_ddp import launch
+
+        _last_checkpoint(folder, fingerprint)  # stamps a fresh folder once, before any worker looks into it
+        return launch(cfg.processes, job)
 
 
 def _train(
@@ -218,8 +235,10 @@ def _train(
     import transformers
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 
-    transformers.set_seed(cfg.seed)  # the fresh classification head is drawn from this seed
-    device = best_device()
+    from rerank_lab.train_ddp import evaluate_once, for_workers, local_device, rank, trainer_arguments
+
+    transformers.set_seed(cfg.seed)  # the fresh classification head is drawn from this seed (on every rank alike)
+    device = local_device(best_device())
     spec = loss_spec(cfg.loss_name) if cfg.regime != "off-the-shelf" else None
     train_qrels = _train_qrels(cfg, qrels)
     if cfg.uses_grades and train_qrels is None:
@@ -245,18 +264,18 @@ def _train(
             switch = max(1, int(cfg.curriculum_fraction * steps_per_epoch))
             loss = CurriculumLoss(model, make_loss(cfg.warmup_loss, model), loss, switch)
             metrics["curriculum_switch_step"] = switch
+        train_rows = for_workers(examples, loss, cfg.batch_size)  # unchanged in one process
         samples = dev_samples(dd.get("validation"), cfg.max_dev_queries)
         evaluator = _dev_evaluator(samples) if samples else None
         args = CrossEncoderTrainingArguments(
             output_dir=str(checkpoints),
             num_train_epochs=cfg.epochs,
-            per_device_train_batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate,
             warmup_steps=int(cfg.warmup_ratio * total_steps),
             lr_scheduler_type="linear",
             seed=cfg.seed,
             data_seed=cfg.seed,
-            bf16=device == "cuda",
+            bf16=device.startswith("cuda"),
             logging_steps=cfg.logging_steps,
             save_strategy="steps",
             save_steps=cfg.save_steps,
@@ -266,6 +285,7 @@ def _train(
             report_to="none",
             dataloader_num_workers=0,
             disable_tqdm=False,
+            **trainer_arguments(cfg.batch_size, device),  # the batch per process and, under a launch, DDP's settings
         )
         pruning = None
         if trial is not None:
@@ -279,7 +299,7 @@ def _train(
 
             pruning = callback(trial)
         callbacks = [pruning] if pruning is not None else None
-        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=examples, loss=loss, evaluator=evaluator, callbacks=callbacks)
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_rows, loss=loss, evaluator=evaluator, callbacks=callbacks)
         # resume only a run with the same settings on the same data (resume_fingerprint)
         resume = _last_checkpoint(checkpoints, fingerprint)
         if resume:
@@ -289,7 +309,7 @@ def _train(
         trainer.train(resume_from_checkpoint=resume)
         history = list(trainer.state.log_history)
         if evaluator is not None:
-            final = evaluator(model)
+            final = evaluate_once(evaluator, model)  # {} on ranks other than 0
             # "base" metrics score the input order, where positives come first: meaningless here
             metrics.update({k: round(float(v), 6) for k, v in final.items() if k.startswith(f"{DEV_NAME}_") and "base" not in k})
         metrics.update({"train_examples": len(examples), "steps": trainer.state.global_step, "resumed": int(resume is not None)})
@@ -298,6 +318,8 @@ def _train(
         if isinstance(loss, CurriculumLoss):
             metrics["warmup_steps_used"] = loss.history.count(type(loss.warmup).__name__)
     metrics["train_seconds"] = round(time.time() - started, 1)
+    if rank() != 0:  # one writer: rank 0 saves the model; the launcher writes plots and metrics
+        return metrics, history
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
         _drop_timings(tmp / "README.md")
@@ -337,6 +359,9 @@ def write_plots(history: list[dict[str, Any]], folder: Path) -> None:
 
 def configure(params: dict[str, Any]) -> TrainSetup:
     """The ``train`` section; with ``train.trial`` set, the study it reports to (from ``hpo``)."""
+    from rerank_lab.train_ddp import not_launched
+
+    not_launched()  # before the runner makes any temporary
     cfg = parse(TrainConfig, section(params, "train"), "train")
     if cfg.trial is None:
         return TrainSetup(cfg)
