@@ -42,7 +42,7 @@ postgres:
 
 # RERANK_LAB_REQUIRE_POSTGRES: here a missing server or driver fails the PostgreSQL tests instead of skipping them
 test: install moto postgres
-	RERANK_LAB_REQUIRE_POSTGRES=1 $(PY) -m pytest -m "not slow"
+	RERANK_LAB_REQUIRE_POSTGRES=1 $(PY) -m pytest -m "not slow" --durations=15
 
 test-slow: install
 	$(PY) -m pytest -m slow

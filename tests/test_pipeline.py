@@ -232,6 +232,7 @@ def _out_hashes(lock: Path) -> dict[str, str]:
     return {f"{name}:{out['path']}": out.get("md5", "") for name, stage in stages.items() for out in stage.get("outs", [])}
 
 
+@pytest.mark.slow  # a second whole repro (~2 min): `make test-slow`
 def test_forced_repro_gives_identical_outputs(pipeline: Path) -> None:
     """`dvc repro --force` on unchanged inputs: every stage's outputs hash as before, tune and the
     indexes included -- no stage's output depends on anything but its declared deps and params."""
