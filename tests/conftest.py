@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest_plugins = ["tests.s3_team"]  # the `s3` fixture: a moto S3 server on loopback per test
+
 MINILM = "all-MiniLM-L6-v2"
 
 
@@ -21,6 +23,8 @@ def _private_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own per-user cache (scores, checkpoints): never the real ~/.cache/rerank-lab,
     and no test sees another's scores (subprocesses inherit it through the environment)."""
     monkeypatch.setenv("RERANK_LAB_CACHE", str(tmp_path_factory.mktemp("rerank-lab-cache")))
+
+
 MINILM_MAX_LENGTH = 64
 
 

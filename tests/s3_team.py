@@ -9,10 +9,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.dvc_toy import DVC, commit_toy_pipeline, report_stage, run
-from tests.s3_server import S3Server
+from tests.s3_server import S3Server, isolate_aws, moto_s3
 
 REMOTE = "storage"
 OUTS = ("data/tune/toy", "data/evaluate/toy")  # the toy stage's cached outputs (its two metrics are cache: false)
@@ -64,3 +65,19 @@ def digests(repo: Path, paths: tuple[str, ...] = OUTS) -> dict[str, str]:
             if f.is_file():
                 out[str(f.relative_to(repo))] = hashlib.sha256(f.read_bytes()).hexdigest()
     return out
+
+
+@pytest.fixture
+def s3(tmp_path: Path, monkeypatch):
+    """A moto S3 server on loopback for one test (AWS settings of the machine isolated); the toy
+    stage logs each of its executions to ``runs.log`` (:func:`toy_runs`)."""
+    isolate_aws(monkeypatch)
+    monkeypatch.setenv("TOY_RUNLOG", str(tmp_path / "runs.log"))
+    with moto_s3(tmp_path) as server:
+        yield server
+
+
+def toy_runs(tmp_path: Path) -> list[str]:
+    """The toy stage's executions so far (its train.loss, one line each)."""
+    log = tmp_path / "runs.log"
+    return log.read_text().split() if log.exists() else []

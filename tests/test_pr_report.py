@@ -11,27 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.dvc_toy import DVC, GIT_ENV, run
-from tests.s3_server import ROOT, isolate_aws, moto_s3
-from tests.s3_team import Team, make_team
+from tests.s3_server import ROOT
+from tests.s3_team import Team, make_team, toy_runs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("toy-ndcg-vs-topk.png", "toy-reliability.png", "toy-optuna-history.png")
-
-
-@pytest.fixture
-def s3(tmp_path: Path, monkeypatch):
-    isolate_aws(monkeypatch)
-    monkeypatch.setenv("TOY_RUNLOG", str(tmp_path / "runs.log"))
-    with moto_s3(tmp_path) as server:
-        yield server
-
-
-def _runs(tmp_path: Path) -> list[str]:
-    return (tmp_path / "runs.log").read_text().split()
 
 
 def _pull_request(tmp_path: Path, s3, push_outputs: bool = True) -> Team:
@@ -52,7 +39,7 @@ def _pull_request(tmp_path: Path, s3, push_outputs: bool = True) -> Team:
         run([*DVC, "push", "--run-cache"], alice)
     run([*DVC, "exp", "run", "-q", "-n", "exp-ranknet", "-S", "train.loss=ranknet"], alice)
     run([*DVC, "exp", "push", "--run-cache", "origin", "exp-ranknet"], alice)
-    assert _runs(tmp_path) == ["bce", "listnet", "ranknet"]
+    assert toy_runs(tmp_path) == ["bce", "listnet", "ranknet"]
     return team
 
 
@@ -87,7 +74,7 @@ def test_pr_report_end_to_end(s3, tmp_path: Path):
     log = proc.stderr
     assert f"pr-report: remote: DVC remote 'storage' (s3://{s3.bucket}/cache, endpoint {s3.endpoint}): bucket" in log
     assert "pr-report: dvc repro: 0 ran, 0 restored, 1 unchanged (toy)" in log  # every output came from the remote
-    assert _runs(tmp_path) == ["bce", "listnet", "ranknet"]  # nothing recomputed in CI
+    assert toy_runs(tmp_path) == ["bce", "listnet", "ranknet"]  # nothing recomputed in CI
     _check_report(ci)
 
 
@@ -121,7 +108,7 @@ def test_pr_report_missing_object_is_named_or_recomputed_by_decision(s3, tmp_pat
         "(RERANK_LAB_RECOMPUTE_MISSING / --recompute-missing)"
     ) in proc.stderr
     assert "pr-report: dvc repro: 1 ran (toy), 0 restored, 0 unchanged" in proc.stderr
-    assert _runs(tmp_path) == ["bce", "listnet", "ranknet", "listnet"]
+    assert toy_runs(tmp_path) == ["bce", "listnet", "ranknet", "listnet"]
     _check_report(ci)
 
 

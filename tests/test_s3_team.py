@@ -8,25 +8,9 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from tests.dvc_toy import DVC, run
-from tests.s3_server import bucket_objects, isolate_aws, moto_s3
-from tests.s3_team import OUTS, REMOTE, digests, make_team
-
-
-@pytest.fixture
-def s3(tmp_path: Path, monkeypatch):
-    isolate_aws(monkeypatch)
-    monkeypatch.setenv("TOY_RUNLOG", str(tmp_path / "runs.log"))
-    with moto_s3(tmp_path) as server:
-        yield server
-
-
-def _runs(tmp_path: Path) -> list[str]:
-    """The toy stage's executions so far (its train.loss, one line each)."""
-    log = tmp_path / "runs.log"
-    return log.read_text().split() if log.exists() else []
+from tests.s3_server import bucket_objects
+from tests.s3_team import OUTS, REMOTE, digests, make_team, toy_runs
 
 
 def test_round_trip_outputs_and_run_cache_byte_identical(s3, tmp_path: Path):
@@ -62,7 +46,7 @@ def test_round_trip_outputs_and_run_cache_byte_identical(s3, tmp_path: Path):
 def test_teammate_clone_pulls_and_reproduces_nothing(s3, tmp_path: Path):
     team = make_team(tmp_path, s3)
     run([*DVC, "push", "--run-cache"], team.alice)
-    assert _runs(tmp_path) == ["bce"]  # alice's one run
+    assert toy_runs(tmp_path) == ["bce"]  # alice's one run
 
     bob = team.clone("bob")
     env = s3.env()  # bob's credentials: the environment, not a file
@@ -71,7 +55,7 @@ def test_teammate_clone_pulls_and_reproduces_nothing(s3, tmp_path: Path):
     assert digests(bob) == digests(team.alice)
     out = run([*DVC, "repro"], bob, env).stdout
     assert "Stage 'toy' didn't change, skipping" in out and "Running stage" not in out
-    assert _runs(tmp_path) == ["bce"]  # 0 stages executed in bob's clone
+    assert toy_runs(tmp_path) == ["bce"]  # 0 stages executed in bob's clone
     assert run(["git", "status", "--porcelain"], bob).stdout == ""
 
     # without credentials the pull fails: nothing is public
@@ -106,7 +90,7 @@ def test_experiment_moves_between_clones(s3, tmp_path: Path):
     # its outputs came along: applied offline from bob's cache, byte-identical to alice's
     run([*DVC, "exp", "apply", "exp-listnet"], bob, {"AWS_ACCESS_KEY_ID": "none", "AWS_SECRET_ACCESS_KEY": "none"})
     assert digests(bob) == exp_outputs
-    assert _runs(tmp_path) == ["bce", "listnet"]  # nothing ran in bob's clone
+    assert toy_runs(tmp_path) == ["bce", "listnet"]  # nothing ran in bob's clone
 
     # Not shared: a stage with `cache: false` outputs is never restored from a *pushed* run cache (DVC
     # does not upload those outputs with it), so bob rerunning alice's settings executes the stage again.
@@ -114,4 +98,4 @@ def test_experiment_moves_between_clones(s3, tmp_path: Path):
     run([*DVC, "pull", "--run-cache", "-r", REMOTE], bob, env)
     assert sum(f.is_file() for f in (bob / ".dvc" / "cache" / "runs").rglob("*")) == 2  # alice's bce and listnet runs
     run([*DVC, "exp", "run", "-q", "-S", "train.loss=listnet"], bob, env)
-    assert _runs(tmp_path) == ["bce", "listnet", "listnet"]
+    assert toy_runs(tmp_path) == ["bce", "listnet", "listnet"]
