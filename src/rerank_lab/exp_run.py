@@ -50,6 +50,24 @@ def dvc_command() -> str:
     return str(here) if here.is_file() else "dvc"
 
 
+def stream(
+    args: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None, on_line: Callable[[str], None] | None = None
+) -> tuple[int, list[str]]:
+    """Run ``args``, stdout and stderr merged, each line redacted (a remote's or storage's password
+    never passes) and handed to ``on_line`` as it comes; returns the exit status and the lines."""
+    proc = subprocess.Popen(
+        list(args), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
+    )
+    output: list[str] = []
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = redact(raw.rstrip("\n"))
+        output.append(line)
+        if on_line is not None:
+            on_line(line)
+    return proc.wait(), output
+
+
 def run_experiment(
     name: str,
     sets: Sequence[str],
@@ -62,13 +80,9 @@ def run_experiment(
     args = [dvc_command(), "exp", "run", "--temp", "-n", name, *(a for s in sets for a in ("-S", s)), *targets]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     start = time.monotonic()
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     stages: list[list] = []
-    output: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = redact(line.rstrip("\n"))  # shown and kept: a remote's or storage's password never passes
-        output.append(line)
+
+    def seen(line: str) -> None:
         if on_line is not None:
             on_line(line)
         now = time.monotonic() - start
@@ -77,7 +91,8 @@ def run_experiment(
                 if stages:
                     stages[-1][2] = now - stages[-1][2]
                 stages.append([m.group(1), state, now])
-    returncode = proc.wait()
+
+    returncode, output = stream(args, cwd, env, seen)
     wall = time.monotonic() - start
     if stages:
         stages[-1][2] = wall - stages[-1][2]

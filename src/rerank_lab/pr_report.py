@@ -32,6 +32,7 @@ import click
 import yaml
 
 from rerank_lab.errors import ConfigError, InputError
+from rerank_lab.exp_run import stream
 from rerank_lab.remote import check_remote, read_remote
 
 RECOMPUTE_ENV = "RERANK_LAB_RECOMPUTE_MISSING"
@@ -56,15 +57,9 @@ def _run(args: list[str], cwd: Path, what: str) -> tuple[int, str]:
     shown = {"dvc": "dvc", "rerank_lab.cli": "rerank-lab"}.get(args[2], "") if args[0] == sys.executable else ""
     _log(f"{what}: {' '.join([shown, *args[3:]] if shown else args)}")
     start = time.monotonic()
-    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-    lines = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        sys.stderr.write(line)
-    rc = proc.wait()
+    rc, lines = stream(args, cwd, on_line=lambda line: click.echo(line, err=True))
     _log(f"{what}: exit {rc} in {time.monotonic() - start:.1f} s")
-    return rc, "".join(lines)
+    return rc, "\n".join(lines)
 
 
 def _dvc(*args: str) -> list[str]:
