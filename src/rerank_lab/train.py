@@ -114,6 +114,9 @@ class TrainConfig:
     list_size: int = Field(8, ge=2)  # a positive and at least one negative
     max_length: int = Field(256, ge=1)
     max_queries: int | None = Field(None, ge=1)  # null: every training query
+    # a query gives one list / group (pointwise: one set of pairs) per judged positive; at most this
+    # many, the highest-graded first, so max_queries x this bounds the training set. null: all
+    max_positives_per_query: int | None = Field(None, ge=1)
     max_dev_queries: int = Field(100, ge=1)
     no_positive: Literal["error", "skip"] = "error"  # rows without a positive (NOINFO claims) for a loss that needs one
     max_drop_fraction: Number = Field(0.5, ge=0, le=1)  # no_positive: skip stops when it would leave out more of the train split

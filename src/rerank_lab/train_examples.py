@@ -19,11 +19,30 @@ if TYPE_CHECKING:
     from rerank_lab.train import TrainConfig
 
 
-def _split_row(row: dict, cfg: TrainConfig) -> tuple[list[int], list[int]]:
+def _split_row(row: dict, cfg: TrainConfig, gains: list[float]) -> tuple[list[int], list[int]]:
     pos = [i for i, label in enumerate(row["labels"]) if label]
     neg = [i for i, label in enumerate(row["labels"]) if not label]
     random.Random(f"{cfg.seed}:{row['id']}").shuffle(neg)
-    return pos, neg[: cfg.list_size - 1]
+    return anchors(pos, gains, cfg.max_positives_per_query, seed=f"{cfg.seed}:{row['id']}:anchors"), neg[: cfg.list_size - 1]
+
+
+def anchors(pos: list[int], gains: list[float], limit: int | None, seed: str) -> list[int]:
+    """The positives that anchor a query's examples: all of them, or the ``limit`` highest-graded
+    (ties in a seeded random order), kept in their row order.
+
+    >>> anchors([0, 1, 2, 3], [2.0, 1.0, 2.0, 1.0], None, seed="s")
+    [0, 1, 2, 3]
+    >>> anchors([0, 1, 2, 3], [2.0, 1.0, 2.0, 1.0], 2, seed="s")
+    [0, 2]
+    >>> len(anchors([0, 1, 2, 3], [1.0] * 4, 3, seed="s"))
+    3
+    """
+    if limit is None or len(pos) <= limit:
+        return pos
+    order = list(pos)
+    random.Random(seed).shuffle(order)
+    order.sort(key=lambda i: -gains[i])  # stable: equal grades keep the seeded order
+    return sorted(order[:limit])
 
 
 def text_gains(row: dict, qrels: Qrels | None) -> list[float]:
@@ -67,8 +86,9 @@ def build_examples(
     out: list[dict[str, Any]] = []
     n_neg = cfg.list_size - 1
     for row in rows:
-        pos, neg = _split_row(row, cfg)
         texts, labels = row["texts"], row["labels"]
+        gains = text_gains(row, qrels) if cfg.gains == "graded" else [float(x) for x in labels]
+        pos, neg = _split_row(row, cfg, gains)
         teacher = row.get(teacher_col) if teacher_col else None
         if fmt in ("pairs", "classes", "teacher-pairs"):
             for i in pos + neg:
@@ -83,9 +103,8 @@ def build_examples(
                 fix="drop queries without a positive (e.g. NOINFO claims) or use a pointwise loss (bce)",
             )
         if fmt == "lists":
-            gains = text_gains(row, qrels) if cfg.gains == "graded" else [float(x) for x in labels]
             for p in pos:
-                lower = [i for i in pos if gains[i] < gains[p]]  # empty with binary gains
+                lower = [i for i, label in enumerate(labels) if label and gains[i] < gains[p]]  # empty with binary gains
                 random.Random(f"{cfg.seed}:{row['id']}:{p}").shuffle(lower)
                 idx = ([p, *lower[: (cfg.list_size - 1) // 2], *neg])[: cfg.list_size]
                 out.append({"query": row["query"], "docs": [texts[i] for i in idx], "labels": [gains[i] for i in idx]})
