@@ -31,6 +31,7 @@ def _with(changes: dict) -> dict:
 
 def test_the_shipped_params_are_consistent() -> None:
     consistency(PARAMS)
+    consistency(_with({"task.unit": "sentences"}))  # SciFact has sentence evidence
 
 
 @pytest.mark.parametrize(
@@ -49,6 +50,11 @@ def test_the_shipped_params_are_consistent() -> None:
         ({"tune.run": "dense"}, r"^tune\.run: unknown score\.runs entry, got 'dense' \(fix: .*bm25"),
         ({"miners.mixed.run": "splade"}, r"^miners\.mixed\.run: unknown first_stage entry, got 'splade'"),
         ({"teachers.bm25.run": "bm25x"}, r"^teachers\.bm25\.run: unknown first_stage entry, got 'bm25x' \(fix: did you mean 'bm25'\?"),
+        # sentence mode on a dataset without sentence evidence: refused before convert runs
+        (
+            {"task.unit": "sentences", "datasets": ["scifact_rationales", "nfcorpus"]},
+            r"^datasets: holds 'nfcorpus' \(format beir\), which has no sentence-level evidence for task\.unit sentences, got 'nfcorpus'",
+        ),
     ],
 )
 def test_sections_that_disagree_are_one_line(changes: dict, expected: str) -> None:

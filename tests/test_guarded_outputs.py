@@ -61,6 +61,14 @@ COMMANDS: dict[str, dict[str, str]] = {
         "--output": "out/o",
         "--metrics": "out/m.json",
     },
+    "label": {
+        "--input": "in/dataset",
+        "--reranker": "in/model",
+        "--cache": "out/cache.sqlite",
+        "--models": "in/models",
+        "--output": "out/o",
+        "--metrics": "out/m.json",
+    },
     "teacher-score": {
         "--input": "in/dataset",
         "--runs": "in/runs",

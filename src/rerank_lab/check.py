@@ -57,6 +57,21 @@ def consistency(params: dict[str, Any]) -> None:
     if "dataset" in train:  # trained on one converted dataset; evaluated on every dataset
         _member("train.dataset", train["dataset"], datasets, "dataset")
     _first_stage_refs(params, first_stage)
+    _sentence_sources(params, datasets)
+
+
+SENTENCE_FORMATS = ("scifact_rationales",)  # sources with sentence-level evidence
+
+
+def _sentence_sources(params: dict[str, Any], datasets: list[str]) -> None:
+    """Sentence mode needs gold sentences: every dataset's source must have them."""
+    if ((params.get("task") or {}).get("unit")) != "sentences":
+        return
+    for ds in datasets:
+        fmt = (section(params, f"convert.sources.{ds}") or {}).get("format")
+        if fmt not in SENTENCE_FORMATS:
+            fix = f"list only datasets of the {', '.join(SENTENCE_FORMATS)} format, or set task.unit: documents"
+            raise FieldError(("datasets",), f"holds {ds!r} (format {fmt}), which has no sentence-level evidence for task.unit sentences", ds, fix)
 
 
 def _first_stage_refs(params: dict[str, Any], first_stage: list[str]) -> None:

@@ -224,6 +224,25 @@ def mine(**options: Any) -> None:
     run_stage(MINE, stage, {**options, "cache": options["cache"] or default_cache_path()})
 
 
+LABEL = Stage("label", inputs=("input", "reranker", "models"), metrics="metrics", caches=("cache",))
+
+
+@cli.command()
+@PARAMS
+@click.option("--input", required=True, type=click.Path(), help="the dataset whose spans to label")
+@click.option("--reranker", type=click.Path(), help="the train stage's model, for a pruner whose model is 'trained'")
+@click.option("--cache", type=click.Path(dir_okay=False), help="score cache (sqlite) [default: the per-user cache]")
+@OUTPUT
+@METRICS
+@MODELS
+def label(**options: Any) -> None:
+    """Fill context_spans_relevance with the pruner named in label.pruner; quality against gold spans."""
+    from rerank_lab import label as stage
+    from rerank_lab.score_cache import default_cache_path
+
+    run_stage(LABEL, stage, {**options, "cache": options["cache"] or default_cache_path()})
+
+
 TEACHER = Stage("teacher-score", inputs=("input", "runs", "models"), caches=("cache",))
 
 

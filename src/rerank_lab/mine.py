@@ -4,6 +4,11 @@ Reads the (deduplicated) dataset, the corpus, the graded qrels (nothing judged r
 negative) and the first-stage runs; writes the dataset back with ``num_negatives`` negatives per
 row appended to ``texts``. Every random choice comes from ``seed`` and the query id, so the same
 seed gives byte-identical output.
+
+In sentence mode (``task.unit: sentences``) a row already holds every sentence of its documents:
+the miners choose among the row's own non-evidence sentences (N0: at random from the same
+documents; N1: by rank in the query's scoped run) and the row keeps its evidence sentences and the
+``num_negatives`` chosen, in that order.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from rerank_lab.io.qrels import read_qrels
 from rerank_lab.io.trec import Run, read_run
 from rerank_lab.miners.base import MineContext, row_rng
 from rerank_lab.schema import TEACHER_PREFIX, passage_text
+from rerank_lab.task import task_config
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +67,30 @@ def run_names(miner) -> set[str]:
     return {miner.run} if getattr(miner, "run", None) else set()
 
 
+PER_TEXT = ("texts", "text_ids", "context_spans", "labels", "context_spans_relevance")
+
+
+def keep_texts(row: dict, ids: list[str]) -> None:
+    """Keep only the texts ``ids`` of ``row``, in that order (every per-text column follows)."""
+    where = {t: i for i, t in enumerate(row["text_ids"])}
+    order = [where[t] for t in ids]
+    for col in PER_TEXT:
+        if col in row:
+            row[col] = [row[col][i] for i in order]
+
+
 def mine(
-    dd: datasets.DatasetDict, miner, cfg: MineConfig, corpus_path: Path, qrels_dir: Path, runs_root: Path, scorers: dict | None = None
+    dd: datasets.DatasetDict,
+    miner,
+    cfg: MineConfig,
+    corpus_path: Path,
+    qrels_dir: Path,
+    runs_root: Path,
+    scorers: dict | None = None,
+    within_row: bool = False,
 ) -> tuple[datasets.DatasetDict, dict[str, float]]:
-    """The dataset with negatives appended on ``cfg.splits``, and counts for the metrics file."""
+    """The dataset with negatives appended on ``cfg.splits``, and counts for the metrics file.
+    ``within_row`` (sentence mode): negatives are chosen among each row's own texts instead."""
     corpus_ds = load_corpus(corpus_path)
     corpus = {d["id"]: d for d in corpus_ds}
     out = dict(dd)
@@ -88,11 +114,15 @@ def mine(
         }
         # dedup may have dropped rows the runs still answer: those are known queries, not strays
         known = {r["id"] for r in rows} | set(qrels)
-        ctx = MineContext(corpus, sorted(corpus), load_runs(runs_root, run_names(miner), split, known), relevant, scorers or {})
+        runs = load_runs(runs_root, run_names(miner), split, known)
+        ctx = MineContext(corpus, sorted(corpus), runs, relevant, scorers or {}, within_row=within_row)
         short = 0
         for row in rows:
-            negs = miner.negatives(ctx, row, cfg.num_negatives, row_rng(cfg.seed, row["id"]))
+            negs = miner.negatives(ctx.for_row(row), row, cfg.num_negatives, row_rng(cfg.seed, row["id"]))
             short += len(negs) < cfg.num_negatives
+            if within_row:
+                keep_texts(row, [t for t, label in zip(row["text_ids"], row["labels"]) if label] + negs)
+                continue
             for d in negs:
                 doc = corpus[d]
                 row["texts"].append(passage_text(doc["title"], doc["text"]))
@@ -112,20 +142,20 @@ def mine(
 # --- the stage contract (rerank_lab.stage) ------------------------------------------------------
 
 
-def configure(params: dict[str, Any]) -> tuple[MineConfig, Any]:
-    """The ``mine`` section and the built ``miners.<mine.miner>`` entry."""
+def configure(params: dict[str, Any]) -> tuple[MineConfig, Any, bool]:
+    """The ``mine`` section, the built ``miners.<mine.miner>`` entry, and whether it mines within rows (sentence mode)."""
     from rerank_lab.miners import make_miner
 
     cfg = parse(MineConfig, section(params, "mine"), "mine")
-    return cfg, make_miner(cfg.miner, section(params, f"miners.{cfg.miner}"))
+    return cfg, make_miner(cfg.miner, section(params, f"miners.{cfg.miner}")), task_config(params).unit == "sentences"
 
 
-def run(cfg: tuple[MineConfig, Any], inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, float]:
+def run(cfg: tuple[MineConfig, Any, bool], inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, float]:
     """``--input`` with negatives appended, into ``--output``; a reranking miner scores through ``--cache``."""
     from rerank_lab.io.datasets import load_dataset, save_dataset
     from rerank_lab.models import require_declared
 
-    mine_cfg, miner = cfg
+    mine_cfg, miner, within_row = cfg
     scorers = {}
     if getattr(miner, "model", None):
         from rerank_lab.score_cache import ScoreCache
@@ -133,6 +163,7 @@ def run(cfg: tuple[MineConfig, Any], inputs: dict[str, Any], outputs: dict[str, 
 
         require_declared(str(miner.model), inputs["models"], f"miners.{mine_cfg.miner}.model")
         scorers[miner.model] = PairScorer(miner.model, miner.max_length, cache=ScoreCache(outputs.get("cache")))
-    mined, metrics = mine(load_dataset(inputs["input"]), miner, mine_cfg, inputs["corpus"], inputs["qrels"], inputs["runs"], scorers)
+    dd = load_dataset(inputs["input"])
+    mined, metrics = mine(dd, miner, mine_cfg, inputs["corpus"], inputs["qrels"], inputs["runs"], scorers, within_row)
     save_dataset(mined, outputs["output"])
     return metrics

@@ -20,11 +20,12 @@ from typing import Any
 from rerank_lab.config import RetrieveConfig, convert_config, parse, section
 from rerank_lab.errors import InputError
 from rerank_lab.io.atomic import atomic_dir
-from rerank_lab.io.datasets import load_corpus, split_queries
+from rerank_lab.io.datasets import load_corpus, split_queries, split_scopes
 from rerank_lab.io.trec import Run, ranked, read_run, write_run
-from rerank_lab.retrievers.base import Retriever
+from rerank_lab.retrievers.base import Retriever, Scope
 from rerank_lab.schema import passage_text
 from rerank_lab.stage import Hooks
+from rerank_lab.task import task_config
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,17 @@ def build_index(retriever: Retriever, corpus_path: str | Path, out: str | Path) 
     return len(ids)
 
 
-def search(retriever: Retriever, index: str | Path, queries: dict[str, str], depth: int, remove_query: bool = False) -> Run:
-    """Each query's top ``depth``; with ``remove_query``, never the doc whose id is the query's own.
+def search(
+    retriever: Retriever, index: str | Path, queries: dict[str, str], depth: int, remove_query: bool = False, scope: Scope | None = None
+) -> Run:
+    """Each query's top ``depth``; with ``remove_query``, never the doc whose id is the query's own;
+    with a ``scope``, only among the query's own candidates (sentence mode).
 
     The cut goes through :func:`ranked`, so a tie at the cut keeps the docs trec_eval ranks first.
     """
     if not remove_query:
-        return retriever.search(Path(index), queries, depth)
-    run = retriever.search(Path(index), queries, depth + 1)
+        return retriever.search(Path(index), queries, depth, scope=scope)
+    run = retriever.search(Path(index), queries, depth + 1, scope=scope)
     removed = sum(qid in docs for qid, docs in run.items())
     log.info("remove_query: dropped the query's own id from %d of %d queries' hits", removed, len(queries))
     return {qid: dict(ranked({d: s for d, s in docs.items() if d != qid})[:depth]) for qid, docs in run.items()}
@@ -62,13 +66,19 @@ def run_retriever(
     out: str | Path,
     tag: str,
     remove_query: bool = False,
+    scoped: bool = False,
 ) -> dict[str, int]:
-    """Search ``index`` for every split's queries; writes ``<out>/<split>.trec``."""
+    """Search ``index`` for every split's queries; writes ``<out>/<split>.trec``. ``scoped``: each
+    query ranks only its own row's texts (sentence mode: the sentences of its documents)."""
     queries = split_queries(dataset_path, splits)
+    scopes = split_scopes(dataset_path, splits) if scoped else {}
     with atomic_dir(out) as tmp:
         for split, qs in queries.items():
-            log.info("%s: searching %d %s queries to depth %d", tag, len(qs), split, depth)
-            write_run(search(retriever, index, qs, depth, remove_query), tmp / f"{split}.trec", tag=tag, depth=depth)
+            log.info(
+                "%s: searching %d %s queries to depth %d%s", tag, len(qs), split, depth, " within their own candidates" if scoped else ""
+            )
+            run = search(retriever, index, qs, depth, remove_query, scope=scopes.get(split))
+            write_run(run, tmp / f"{split}.trec", tag=tag, depth=depth)
     return {s: len(q) for s, q in queries.items()}
 
 
@@ -114,21 +124,27 @@ def run_index(cfg: tuple[str, Retriever], inputs: dict[str, Any], outputs: dict[
     build_index(model, inputs["corpus"], outputs["output"])
 
 
-def configure_retrieve(params: dict[str, Any], retriever: str, source: str | None) -> tuple[RetrieveConfig, str, Retriever, bool]:
-    """The ``retrieve`` section, the built retriever, and the source's ``remove_query`` (off without one)."""
+RetrieveSetup = tuple[RetrieveConfig, str, Retriever, bool, bool]
+
+
+def configure_retrieve(params: dict[str, Any], retriever: str, source: str | None) -> RetrieveSetup:
+    """The ``retrieve`` section, the built retriever, the source's ``remove_query`` (off without
+    one), and whether queries rank only their own candidates (``task.unit: sentences``)."""
     from rerank_lab.retrievers import make_retriever
 
     cfg = parse(RetrieveConfig, section(params, "retrieve"), "retrieve")
     model = make_retriever(retriever, section(params, f"retrievers.{retriever}"))
-    return cfg, retriever, model, source is not None and convert_config(params, source).remove_query
+    scoped = task_config(params).unit == "sentences"
+    return cfg, retriever, model, source is not None and convert_config(params, source).remove_query, scoped
 
 
-def run_retrieve(cfg: tuple[RetrieveConfig, str, Retriever, bool], inputs: dict[str, Any], outputs: dict[str, Path]) -> None:
+def run_retrieve(cfg: RetrieveSetup, inputs: dict[str, Any], outputs: dict[str, Path]) -> None:
     """Every split of ``--dataset`` searched in ``--index``; one run file per split in ``--output``."""
-    retrieve_cfg, name, model, remove_query = cfg
+    retrieve_cfg, name, model, remove_query, scoped = cfg
     _declared(model, inputs["models"], f"retrievers.{name}.model")
     splits, depth = retrieve_cfg.splits, retrieve_cfg.depth
-    run_retriever(model, inputs["index"], inputs["dataset"], splits, depth, outputs["output"], tag=name, remove_query=remove_query)
+    out = outputs["output"]
+    run_retriever(model, inputs["index"], inputs["dataset"], splits, depth, out, tag=name, remove_query=remove_query, scoped=scoped)
 
 
 def configure_fuse(params: dict[str, Any], fusion: str) -> tuple[RetrieveConfig, str, Any]:

@@ -32,6 +32,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "retrieve": ("retriever", "source"),
     "fuse": ("fusion",),
     "mine": (),
+    "label": (),
     "teacher-score": (),
     "train": (),
     "score": (),
@@ -44,7 +45,7 @@ SELF = "check"
 
 def configures() -> dict[str, Callable[..., Any]]:
     """Each command's ``configure`` (index, retrieve and fuse share rerank_lab.retrieve)."""
-    from rerank_lab import convert, dedup, evaluate, headline, mine, retrieve, score, teacher, train, tune
+    from rerank_lab import convert, dedup, evaluate, headline, label, mine, retrieve, score, teacher, train, tune
 
     return {
         "convert": convert.configure,
@@ -53,6 +54,7 @@ def configures() -> dict[str, Callable[..., Any]]:
         "retrieve": retrieve.RETRIEVE.configure,
         "fuse": retrieve.FUSE.configure,
         "mine": mine.configure,
+        "label": label.configure,
         "teacher-score": teacher.configure,
         "train": train.configure,
         "score": score.configure,

@@ -47,6 +47,7 @@ from rerank_lab.convert.beir import convert_beir
 from rerank_lab.convert.common import Converted, Format, document
 from rerank_lab.convert.hardneg import convert_hardneg
 from rerank_lab.convert.scifact import convert_scifact_rationales
+from rerank_lab.convert.sentence_task import to_sentences
 from rerank_lab.convert.triplets import convert_triplets
 from rerank_lab.errors import InputError, unknown_name
 from rerank_lab.io.atomic import atomic_dir, write_text
@@ -54,6 +55,7 @@ from rerank_lab.io.datasets import save_corpus, save_dataset
 from rerank_lab.io.qrels import write_qrels
 from rerank_lab.schema import to_corpus, to_dataset
 from rerank_lab.splits import sharing_with
+from rerank_lab.task import TaskConfig, task_config
 
 __all__ = ["FORMATS", "Converted", "Format", "configure", "convert", "document", "run", "summary", "write_converted"]
 
@@ -120,13 +122,16 @@ def write_converted(conv: Converted, out: str | Path) -> None:
 # --- the stage contract (rerank_lab.stage) ------------------------------------------------------
 
 
-def configure(params: dict[str, Any], source: str) -> ConvertConfig:
-    """``convert.sources.<source>`` with the shared ``convert.seed``."""
-    return convert_config(params, source)
+def configure(params: dict[str, Any], source: str) -> tuple[ConvertConfig, TaskConfig, str]:
+    """``convert.sources.<source>`` with the shared ``convert.seed``, and the ``task``."""
+    return convert_config(params, source), task_config(params), source
 
 
-def run(cfg: ConvertConfig, inputs: dict[str, Any], outputs: dict[str, Path]) -> dict[str, int]:
-    """``--input`` converted into ``--output``; the counts are the metrics."""
-    converted = convert(inputs["input"], cfg)
+def run(cfg: tuple[ConvertConfig, TaskConfig, str], inputs: dict[str, Any], outputs: dict[str, Path]) -> dict[str, int]:
+    """``--input`` converted into ``--output`` (in sentence mode, sentences are the candidates); the counts are the metrics."""
+    source_cfg, task, source = cfg
+    converted = convert(inputs["input"], source_cfg)
+    if task.unit == "sentences":
+        converted = to_sentences(converted, task.context, source)
     write_converted(converted, outputs["output"])
     return summary(converted)

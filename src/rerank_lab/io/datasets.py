@@ -78,6 +78,12 @@ def split_queries(dataset_path: str | Path, splits: tuple[str, ...]) -> dict[str
     return {s: dict(zip(dd[s]["id"], dd[s]["query"])) for s in splits if s in dd and len(dd[s])}
 
 
+def split_scopes(dataset_path: str | Path, splits: tuple[str, ...]) -> dict[str, dict[str, list[str]]]:
+    """``{split: {query id: its texts' ids}}``: what a query may retrieve in sentence mode."""
+    dd = load_dataset(dataset_path)
+    return {s: dict(zip(dd[s]["id"], dd[s]["text_ids"])) for s in splits if s in dd and len(dd[s])}
+
+
 def load_corpus(path: str | Path) -> datasets.Dataset:
     """Load and validate a corpus Dataset."""
     corpus = _load(path, "corpus")

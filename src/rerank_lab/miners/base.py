@@ -18,6 +18,8 @@ class MineContext:
     runs: dict[str, Run]  # run name -> the run of the split being mined
     relevant: dict[str, set[str]]  # query id -> docs judged relevant (qrels grade > 0 and labels)
     scorers: dict[str, object] = dataclasses.field(default_factory=dict)  # model name -> PairScorer
+    # sentence mode: the pool is the row's own texts (doc_ids: its non-evidence ones), not the corpus
+    within_row: bool = False
 
     def text(self, doc_id: str) -> str:
         """The passage a model sees for a corpus doc."""
@@ -25,8 +27,18 @@ class MineContext:
         return passage_text(doc["title"], doc["text"])
 
     def excluded(self, row: Example) -> set[str]:
-        """Docs a negative must never be: relevant ones and the row's own texts."""
-        return self.relevant.get(row["id"], set()) | set(row["text_ids"])
+        """Docs a negative must never be: relevant ones, and the row's own texts (unless they are the pool)."""
+        relevant = self.relevant.get(row["id"], set())
+        if self.within_row:
+            return relevant | {t for t, label in zip(row["text_ids"], row["labels"]) if label}
+        return relevant | set(row["text_ids"])
+
+    def for_row(self, row: Example) -> MineContext:
+        """The context a miner gets for ``row``: in sentence mode, its own non-evidence texts are the pool."""
+        if not self.within_row:
+            return self
+        banned = self.excluded(row)
+        return dataclasses.replace(self, doc_ids=sorted(t for t in row["text_ids"] if t not in banned))
 
     def candidates(self, run_name: str, row: Example, range_min: int, range_max: int) -> list[tuple[str, float]]:
         """Non-relevant docs at ranks ``range_min + 1 .. range_max`` of a run, best first."""

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from rerank_lab.config import Number, params_model
 from rerank_lab.io.trec import Run
-from rerank_lab.retrievers.base import top_k
+from rerank_lab.retrievers.base import Scope, scope_positions, scoped_top_k
 
 
 def sorted_vocab(tokens):
@@ -65,12 +65,13 @@ class Bm25sBM25:
         model.save(str(out / "bm25s"))
         (out / "doc_ids.json").write_text(json.dumps(doc_ids))
 
-    def search(self, index: Path, queries: dict[str, str], depth: int) -> Run:
+    def search(self, index: Path, queries: dict[str, str], depth: int, scope: Scope | None = None) -> Run:
         import bm25s
 
         model = bm25s.BM25.load(str(index / "bm25s"))
         doc_ids = np.array(json.loads((index / "doc_ids.json").read_text()))
         qids = sorted(queries)
+        allowed = scope_positions(doc_ids, scope, qids, str(index))
         tokens = self._tokenize([queries[q] for q in qids])
         vocab_inv = {i: t for t, i in tokens.vocab.items()}
         run: Run = {}
@@ -78,7 +79,7 @@ class Bm25sBM25:
             terms = [vocab_inv[i] for i in ids]
             scores = model.get_scores(terms) if terms else np.zeros(len(doc_ids), dtype=np.float32)
             # bm25s scores in float32; lift to float64 so written scores round-trip exactly
-            hits = top_k(np.asarray(scores, dtype=np.float64), doc_ids, depth)
+            hits = scoped_top_k(np.asarray(scores, dtype=np.float64), doc_ids, depth, allowed[qid])
             # a score of 0 means no query term matched: not retrieved (as in Lucene)
             run[qid] = {d: s for d, s in hits.items() if s > 0}
         return run

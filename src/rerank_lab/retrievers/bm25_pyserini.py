@@ -35,7 +35,9 @@ from typing import Literal, get_args
 from pydantic import Field
 
 from rerank_lab.config import Number, params_model
+from rerank_lab.errors import InputError
 from rerank_lab.io.trec import Run, ranked
+from rerank_lab.retrievers.base import Scope
 
 COLLECTION = "docs.jsonl"
 TieBreak = Literal["anserini", "trec_eval"]
@@ -111,12 +113,14 @@ class PyseriniBM25:
                 indexer.add_doc_dict(json.loads(line))
         indexer.close()
 
-    def search(self, index: Path, queries: dict[str, str], depth: int) -> Run:
+    def search(self, index: Path, queries: dict[str, str], depth: int, scope: Scope | None = None) -> Run:
         start_jvm()
         from pyserini.search.lucene import LuceneSearcher
 
         with tempfile.TemporaryDirectory(prefix="rerank-lab-lucene-") as tmp:
             self._build_lucene(Path(index) / COLLECTION, Path(tmp))
+            if scope is not None:
+                return self._score_scoped(Path(tmp), queries, depth, scope)
             searcher = LuceneSearcher(tmp)
             try:
                 searcher.set_bm25(self.k1, self.b)
@@ -125,6 +129,28 @@ class PyseriniBM25:
                 return self._search_exact(searcher, queries, depth)
             finally:
                 searcher.close()
+
+    def _score_scoped(self, lucene_dir: Path, queries: dict[str, str], depth: int, scope: Scope) -> Run:
+        """Each query's own candidates scored by Lucene's BM25 with the whole index's statistics
+        (Anserini's query-document score: the searcher's analyzer and bag of words; float32, so a
+        score may differ from the unscoped search's in its last digit). A score of 0 (no query term
+        matched) is not retrieved, as in a search."""
+        from jnius import autoclass
+        from pyserini.index.lucene import LuceneIndexReader
+
+        reader = LuceneIndexReader(str(lucene_dir))
+        similarity = autoclass("org.apache.lucene.search.similarities.BM25Similarity")(float(self.k1), float(self.b))
+        run: Run = {}
+        for qid in sorted(queries):
+            known = [d for d in scope.get(qid, []) if reader.convert_collection_docid_to_internal_docid(d) >= 0]
+            if len(known) < len(scope.get(qid, [])):
+                missing = next(d for d in scope[qid] if d not in known)
+                raise InputError(
+                    f"query {qid}'s candidate {missing!r} is not in the index", fix="index the corpus that convert wrote with the dataset"
+                )
+            scores = {d: float(reader.compute_query_document_score(d, queries[qid], similarity)) for d in known}
+            run[qid] = dict(ranked({d: s for d, s in scores.items() if s > 0})[:depth])
+        return run
 
     def _search_exact(self, searcher, queries: dict[str, str], depth: int) -> Run:
         """Each query's top ``depth`` in trec_eval's order: fetch one more than needed, and fetch

@@ -15,7 +15,7 @@ from pydantic import Field
 from rerank_lab.config import params_model
 from rerank_lab.io.trec import Run
 from rerank_lab.models import load_sentence_transformer
-from rerank_lab.retrievers.base import top_k
+from rerank_lab.retrievers.base import Scope, scope_positions, scoped_top_k
 
 
 @params_model("retrievers.<name>")
@@ -48,10 +48,11 @@ class DenseRetriever:
         np.save(out / "embeddings.npy", restored)
         (out / "doc_ids.json").write_text(json.dumps(doc_ids))
 
-    def search(self, index: Path, queries: dict[str, str], depth: int) -> Run:
+    def search(self, index: Path, queries: dict[str, str], depth: int, scope: Scope | None = None) -> Run:
         corpus = np.load(index / "embeddings.npy")  # (n_docs, dim)
         doc_ids = np.array(json.loads((index / "doc_ids.json").read_text()))
         qids = sorted(queries)
+        allowed = scope_positions(doc_ids, scope, qids, str(index))
         q = self._encode([queries[i] for i in qids], self.query_prefix, progress=False)  # (n_q, dim)
         scores = q.astype(np.float64) @ corpus.astype(np.float64).T  # (n_q, n_docs)
-        return {qid: top_k(scores[i], doc_ids, depth) for i, qid in enumerate(qids)}
+        return {qid: scoped_top_k(scores[i], doc_ids, depth, allowed[qid]) for i, qid in enumerate(qids)}
