@@ -3,6 +3,7 @@ synthetic world written to disk (the study itself: test_study; the policy: test_
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -191,36 +192,41 @@ def test_tune_stage_end_to_end(tmp_path):
     assert stage("out4", url)["trials"] == 10
 
 
-# sha256 (first 16 hex digits) of each file the default study writes on the shared world, and of its metrics without
-# "study" -- recorded by the code before tune.py was split into policy / answerability / study (issue 10): the split
-# changed no output byte. The study name is left out because it digests the code itself. bench/tune_identity.py shows
-# the same on a 600-query world. Update these only for an intended change of tune's results, and say so.
+# sha256 (first 16 hex digits) of the files the default study writes on the shared world whose bytes are the same on
+# every CPU seen (its runs, top-k choice, one answerability file and the metrics without "study"), recorded by the code
+# before tune.py was split into policy / answerability / study (issue 10): the split changed no output byte. The
+# calibration fits' last bits differ between CPUs (2026-12-04: best.json, trials.tsv, probabilities/ and
+# answerability/validation.tsv differed from the pins below on another machine while every run, top-k and metric
+# matched), so those files are checked for byte-identity between two runs on the machine instead. The study name is
+# left out because it digests the code itself. bench/tune_identity.py shows the same on a 600-query world. Update
+# these only for an intended change of tune's results, and say so.
 PINNED = {
     "answerability/test.tsv": "3477eaebccc0af4f",
-    "answerability/validation.tsv": "4100780c61ae7d79",
-    "best.json": "e2690c4dbc06cd54",
-    "probabilities/test.tsv": "fa06a1617641be88",
-    "probabilities/validation.tsv": "46bbd66ba2f88454",
     "runs/bm25+minilm+tuned/test.trec": "a9771aa812ce03a1",
     "runs/bm25+minilm+tuned/validation.trec": "69da65f4fd5290f9",
     "topk.tsv": "17ea1380b6aa7f47",
-    "trials.tsv": "6afb82ab996a3be6",
     "metrics without study": "fac2ec7dcf675fe9",  # issue 11 added "tuned" and "false_evidence_constrained"; was 705d99ca69da3a77
 }
+CPU_DEPENDENT = ("answerability/validation.tsv", "best.json", "probabilities/test.tsv", "probabilities/validation.tsv", "trials.tsv")
+
+
+def _default_study(root: Path) -> dict[str, str]:
+    write_stage_inputs(root)
+    cfg = TuneConfig()  # the defaults: 300 trials, median pruner, epsilon 0.2, every calibration, fusion and gate
+    out = root / "out"
+    summary = tune_stage(cfg, "minilm", root / "dataset", root / "qrels", root / "runs", root / "scored", None, out)
+    assert summary["best"]["gate"] == "answerability" and summary["pruned"] > 0  # the pin covers the model and the pruner
+    got = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(out.rglob("*")) if p.is_file()}
+    metrics = json.dumps({k: v for k, v in summary.items() if k != "study"}, sort_keys=True)
+    return {**got, "metrics without study": hashlib.sha256(metrics.encode()).hexdigest()[:16]}
 
 
 def test_the_default_study_s_outputs_are_pinned(tmp_path):
-    import hashlib
-
-    write_stage_inputs(tmp_path)
-    cfg = TuneConfig()  # the defaults: 300 trials, median pruner, epsilon 0.2, every calibration, fusion and gate
-    out = tmp_path / "out"
-    summary = tune_stage(cfg, "minilm", tmp_path / "dataset", tmp_path / "qrels", tmp_path / "runs", tmp_path / "scored", None, out)
-    got = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(out.rglob("*")) if p.is_file()}
-    metrics = json.dumps({k: v for k, v in summary.items() if k != "study"}, sort_keys=True)
-    got["metrics without study"] = hashlib.sha256(metrics.encode()).hexdigest()[:16]
-    assert got == PINNED
-    assert summary["best"]["gate"] == "answerability" and summary["pruned"] > 0  # the pin covers the model and the pruner
+    got = _default_study(tmp_path / "one")
+    assert set(got) == set(PINNED) | set(CPU_DEPENDENT)
+    assert {k: got[k] for k in PINNED} == PINNED
+    again = _default_study(tmp_path / "two")
+    assert {k: again[k] for k in CPU_DEPENDENT} == {k: got[k] for k in CPU_DEPENDENT}
 
 
 def test_a_dataset_without_dev_queries_is_not_tuned_and_says_so(tmp_path):
