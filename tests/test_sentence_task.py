@@ -6,9 +6,7 @@ evidence is refused."""
 
 from __future__ import annotations
 
-import gzip
 import json
-from pathlib import Path
 
 import pytest
 
@@ -20,14 +18,7 @@ from rerank_lab.io.datasets import load_corpus, load_dataset
 from rerank_lab.io.qrels import read_qrels
 from rerank_lab.schema import passage_text
 from rerank_lab.task import TaskConfig, task_config
-
-ROOT = Path(__file__).resolve().parents[1]
-REAL_SCIFACT = ROOT / "data" / "raw" / "scifact_rationales"
-
-
-def _read_gz(path: Path) -> list[dict]:
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+from tests.test_convert import REAL_SCIFACT, _read_gz
 
 
 @pytest.fixture(scope="module")
