@@ -12,8 +12,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from rerank_lab.hpo import counted, fail_orphans
-from rerank_lab.optuna_storage import WORKER_ATTR
+from rerank_lab.hpo import counted
+from rerank_lab.optuna_storage import WORKER_ATTR, fail_orphans
 
 
 def _dead_pid() -> int:

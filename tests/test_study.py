@@ -4,6 +4,11 @@ seeded synthetic world (real sqlite/journal storage)."""
 from __future__ import annotations
 
 import math
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +16,9 @@ import optuna
 import pytest
 
 from rerank_lab.errors import ConfigError, InputError
-from rerank_lab.optuna_storage import WORKER
+from rerank_lab.optuna_storage import WORKER, WORKER_ATTR
 from rerank_lab.policy import QueryCandidates, Settings, Subset, System, sigmoid
-from rerank_lab.study import TuneInputs, open_storage, select_confirm, staged_subsets, study_name, tune
+from rerank_lab.study import TuneInputs, _wait_for_other_workers, open_storage, select_confirm, staged_subsets, study_name, tune
 from rerank_lab.tune import TuneConfig
 from tests.tune_world import CANDS, DEPTH, HAS_EVIDENCE, IDS, NO_EVIDENCE, QRELS, RERANKED
 
@@ -71,16 +76,51 @@ def test_a_storage_url_can_come_from_the_environment(tmp_path, monkeypatch):
     assert len(trials) == 3 and {t.user_attrs["worker"] for t in trials} == {WORKER}  # each trial names its worker
 
 
-def test_a_trial_left_running_by_a_killed_worker_is_not_waited_for(tmp_path):
-    # a worker waits for the trials other workers are running, not for one that was running before it
-    # began (a killed worker's, running for ever): this run ends at once, choosing among finished trials
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_trial_left_running_by_a_killed_worker_is_failed_and_not_waited_for(tmp_path):
+    # a worker killed on this machine leaves a trial running for ever: the next run marks it failed,
+    # frees its place in the budget, and ends at once, choosing among the finished trials
     url = f"journal:{tmp_path}/j.log"
     first = _tune(TuneConfig(n_trials=2, epsilon=1.0), url)
-    optuna.load_study(study_name=first.summary["study"], storage=open_storage(url)).ask()  # left running
+    left = optuna.load_study(study_name=first.summary["study"], storage=open_storage(url)).ask()
+    left.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{_dead_pid()}")
     again = _tune(TuneConfig(n_trials=5, epsilon=1.0), url)
-    assert again.summary["trials"] == 5 and again.summary["trials_this_run"] == 2
+    assert again.summary["trials_this_run"] == 3 and again.summary["complete"] + again.summary["pruned"] == 5
     states = [t.state.name for t in optuna.load_study(study_name=first.summary["study"], storage=open_storage(url)).trials]
-    assert states.count("RUNNING") == 1 and states[2] == "RUNNING"
+    assert states[2] == "FAIL" and "RUNNING" not in states
+
+
+def _running_trial(url: str, worker: str, name: str = "s"):
+    study = optuna.create_study(study_name=name, storage=open_storage(url), direction="maximize", load_if_exists=True)
+    trial = study.ask()
+    trial.set_user_attr(WORKER_ATTR, worker)
+    return study, trial
+
+
+def test_a_live_worker_s_running_trial_is_waited_for_even_if_it_began_first(tmp_path):
+    # another worker's trial, already running when this worker opened the study, is its current
+    # one: this run ends when it finishes, so both workers choose among the same trials
+    url, cfg = f"journal:{tmp_path}/j.log", TuneConfig(n_trials=3, epsilon=1.0)
+    study, trial = _running_trial(url, "another-machine:1", study_name(cfg, "fp"))
+    threading.Timer(3.0, lambda: study.tell(trial, state=optuna.trial.TrialState.PRUNED)).start()
+    result = _tune(cfg, url)
+    assert result.summary["trials_this_run"] == 2 and result.summary["complete"] + result.summary["pruned"] == 3
+    assert study.trials[0].state.name == "PRUNED"
+
+
+def test_a_trial_running_since_before_the_timeout_is_not_waited_for(tmp_path):
+    # a worker that died on another machine: nothing here can tell, but a tune trial takes seconds
+    study, _ = _running_trial(f"journal:{tmp_path}/j.log", "another-machine:1")
+    time.sleep(1.0)
+    began = time.monotonic()
+    _wait_for_other_workers(study, timeout=0.8)
+    assert time.monotonic() - began < 0.5
+    assert [t.state.name for t in study.trials] == ["RUNNING"]  # left alone: it may yet finish
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,9 @@ from tests.tune_world import write_stage_inputs
 ROOT = Path(__file__).resolve().parents[1]
 N_TRIALS = 24
 ENV_URL = "RERANK_LAB_OPTUNA_URL"
-# a worker: the slow imports first, then wait for the start signal, so both really run at once
+# a worker: the slow imports first, then wait for the start signal, so both really run at once; a
+# tuning worker's first trial then waits until every worker has begun one (trials are fast: without
+# it, a worker that loads its inputs first could run the whole budget before the other joins)
 WORKER = """
 import sys, time
 from pathlib import Path
@@ -41,6 +43,22 @@ import optuna, sqlalchemy
 from rerank_lab import optuna_storage
 if sys.argv[3] != "open":
     from rerank_lab import cli, study, tune
+    ready = Path(sys.argv[1])
+    optimize = optuna.Study.optimize
+
+    def barrier_first_trial(self, func, *args, **kwargs):
+        def first_waits(trial):
+            mark = ready.with_name("started" + ready.name[len("ready"):])
+            if not mark.exists():
+                mark.touch()
+                until = time.monotonic() + 120
+                while len(list(ready.parent.glob("started*"))) < len(list(ready.parent.glob("ready*"))):
+                    assert time.monotonic() < until, "the other workers never began a trial"
+                    time.sleep(0.01)
+            return func(trial)
+        return optimize(self, first_waits, *args, **kwargs)
+
+    optuna.Study.optimize = barrier_first_trial
 Path(sys.argv[1]).touch()
 deadline = time.monotonic() + 120
 while not Path(sys.argv[2]).exists() and time.monotonic() < deadline:

@@ -71,7 +71,8 @@ def _sentence_sources(params: dict[str, Any], datasets: list[str]) -> None:
         fmt = (section(params, f"convert.sources.{ds}") or {}).get("format")
         if fmt not in SENTENCE_FORMATS:
             fix = f"list only datasets of the {', '.join(SENTENCE_FORMATS)} format, or set task.unit: documents"
-            raise FieldError(("datasets",), f"holds {ds!r} (format {fmt}), which has no sentence-level evidence for task.unit sentences", ds, fix)
+            what = f"holds {ds!r} (format {fmt}), which has no sentence-level evidence for task.unit sentences"
+            raise FieldError(("datasets",), what, ds, fix)
 
 
 def _first_stage_refs(params: dict[str, Any], first_stage: list[str]) -> None:

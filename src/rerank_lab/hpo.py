@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ from rerank_lab.config import show as show_value
 from rerank_lab.errors import ConfigError, RerankLabError
 from rerank_lab.exp_run import ExpRun, experiment_rev, read_at, run_experiment
 from rerank_lab.hpo_space import TRIAL_KEY, HpoConfig, make_pruner, make_sampler, parse_config, study_name
-from rerank_lab.optuna_storage import WORKER, WORKER_ATTR, worker_of
+from rerank_lab.optuna_storage import WORKER, WORKER_ATTR, counted, fail_orphans
 from rerank_lab.optuna_storage import shown as shown_storage
 
 RANGE_KEYS = ("low", "high", "log", "step")
@@ -244,39 +242,6 @@ def ask_next(study, cfg: HpoConfig, dists: dict[str, Any]):
     seed = int(np.random.SeedSequence([cfg.seed, asked]).generate_state(1)[0])
     study.sampler = make_sampler(dataclasses.replace(cfg, seed=seed))
     return study.ask(dists)
-
-
-def counted(study) -> int:
-    """Trials that use up the budget: finished (complete or pruned) and running ones. A failed trial
-    (a crash, or a worker that died) does not: its point is asked again."""
-    from optuna.trial import TrialState
-
-    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) for t in study.get_trials(deepcopy=False))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def fail_orphans(study) -> list[tuple[int, int]]:
-    """Mark failed the running trials whose worker ran on this machine and is gone (killed mid-trial);
-    returns (trial number, pid) of each. A running trial of another machine's worker, or of one still
-    alive here, is left alone: it may still finish."""
-    from optuna.trial import TrialState
-
-    out = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        host, pid = worker_of(t) or ("", 0)
-        if host == socket.gethostname() and pid != os.getpid() and not _alive(pid):
-            study.tell(t.number, state=TrialState.FAIL)
-            out.append((t.number, pid))
-    return out
 
 
 def summarize(study) -> dict[str, Any]:

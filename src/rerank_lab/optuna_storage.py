@@ -36,6 +36,44 @@ def worker_of(trial) -> tuple[str, int] | None:
     return (host, int(pid)) if host and pid.isdigit() else None
 
 
+def budget_states() -> tuple:
+    """The states of the trials that use up a study's budget: finished (complete or pruned) and
+    running ones. A failed trial (a crash, or a worker that died) does not: its point is asked again."""
+    from optuna.trial import TrialState
+
+    return (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+def counted(study) -> int:
+    """The trials of ``study`` that use up its budget (:func:`budget_states`)."""
+    return len(study.get_trials(deepcopy=False, states=budget_states()))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def fail_orphans(study) -> list[tuple[int, int]]:
+    """Mark failed the running trials whose worker ran on this machine and is gone (killed mid-trial);
+    returns (trial number, pid) of each. A running trial of another machine's worker, or of one still
+    alive here, is left alone: it may still finish."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, pid = worker_of(t) or ("", 0)
+        if host == socket.gethostname() and pid != os.getpid() and not _alive(pid):
+            study.tell(t.number, state=TrialState.FAIL)
+            out.append((t.number, pid))
+    return out
+
+
 _SQLITE = re.compile(r"^(sqlite(?:\+\w+)?:///)(.*)$")
 _ENV = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
 ENV_EXAMPLE = "env:RERANK_LAB_OPTUNA_URL"

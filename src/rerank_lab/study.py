@@ -22,6 +22,7 @@ executes (:func:`objective_code`), so a code change never continues a study run 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import logging
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from rerank_lab.answerability import Answerability
 from rerank_lab.errors import InputError
 from rerank_lab.io.qrels import Qrels
-from rerank_lab.optuna_storage import WORKER, WORKER_ATTR, open_storage, resolve_storage_url, shown  # noqa: F401 -- re-exported: tune's storage
+from rerank_lab.optuna_storage import WORKER, WORKER_ATTR, budget_states, counted, fail_orphans, open_storage, resolve_storage_url, shown  # noqa: F401 -- re-exported: tune's storage
 from rerank_lab.policy import QueryCandidates, Settings, Subset, System, first_stage_score, fit_calibrators, pair_labels
 
 if TYPE_CHECKING:
@@ -163,23 +164,28 @@ def _feasible_best(study, epsilon: float):
     return max(feasible, key=lambda t: (t.value, -t.number)) if feasible else None
 
 
-def _running(study) -> set[int]:
+def _wait_for_other_workers(study, timeout: float | None = None) -> None:
+    """Wait until no trial of a shared study is running (other workers' last trials), so that
+    every worker chooses among the same finished trials. A trial whose worker died on this machine
+    is marked failed (:func:`fail_orphans`); one started more than ``timeout`` ago (a worker that
+    died on another machine: a tune trial takes seconds) is not waited for, and none for longer
+    than ``timeout``. A trial merely running when this worker opened the study is another live
+    worker's current one, and is waited for."""
     from optuna.trial import TrialState
 
-    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-
-
-def _wait_for_other_workers(study, stale: set[int], timeout: float = OTHERS_WAIT_S) -> None:
-    """Wait until no trial of a shared study is running (other workers' last trials), so that
-    every worker chooses among the same finished trials. Trials already running when this run
-    opened the study (``stale``: a killed worker's, running for ever) are not waited for; one
-    whose worker dies now is waited for up to ``timeout``."""
+    timeout = OTHERS_WAIT_S if timeout is None else timeout
+    started = datetime.datetime.now()  # Optuna stamps trials with the local time of the worker that ran them
     deadline = time.monotonic() + timeout
-    while running := sorted(_running(study) - stale):
+    while True:
+        fail_orphans(study)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        waited = sorted(t.number for t in running if (started - t.datetime_start).total_seconds() < timeout)
+        if not waited:
+            return
         if time.monotonic() > deadline:
             log.warning(
                 "trials %s of study %s still running after %.0f s (a worker stopped?): chosen among the finished trials",
-                running,
+                waited,
                 study.study_name,
                 timeout,
             )
@@ -264,10 +270,12 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
         pruner=make_pruner(cfg.pruner, cfg.stages),
         load_if_exists=True,
     )
-    before = len(study.trials)
-    stale = _running(study) if storage is not None else set()
+    if storage is not None:
+        for number, pid in fail_orphans(study):
+            log.warning("trial %d: its worker (pid %d on this machine) is gone; marked failed, its place in the budget freed", number, pid)
+    before, used = len(study.trials), counted(study)
     if storage is not None:  # the URL as every message shows it: its password masked
-        log.info("study %s in %s: %d trials so far, budget %d in all (worker %s)", name, shown(storage_url), before, cfg.n_trials, WORKER)
+        log.info("study %s in %s: %d trials so far, budget %d in all (worker %s)", name, shown(storage_url), used, cfg.n_trials, WORKER)
     if before:  # a shared study resumed: reseed by its trial count, so this run does not replay old draws
         study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + before)
     # the untuned default: the score stage's own run (whole pool, head in reranker order, no abstaining)
@@ -284,10 +292,10 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
             first["gate"] = "reranker" if "reranker" in gates else gates[0]
         study.enqueue_trial(first, skip_if_exists=True)  # skipped when another worker enqueued it first
     # n_trials is the study's total: a shared study already holding trials only gets what is missing
-    stop_at_total = optuna.study.MaxTrialsCallback(cfg.n_trials, states=None)
-    study.optimize(objective, n_trials=max(0, cfg.n_trials - before), callbacks=[stop_at_total], gc_after_trial=False)
+    stop_at_total = optuna.study.MaxTrialsCallback(cfg.n_trials, states=budget_states())
+    study.optimize(objective, n_trials=max(0, cfg.n_trials - used), callbacks=[stop_at_total], gc_after_trial=False)
     if storage is not None:
-        _wait_for_other_workers(study, stale)
+        _wait_for_other_workers(study)
     best_trial = _feasible_best(study, epsilon)
     if best_trial is None:
         raise InputError(
