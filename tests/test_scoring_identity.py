@@ -20,6 +20,7 @@ from rerank_lab.errors import ConfigError
 from rerank_lab.models import resolve_model
 from rerank_lab.scoring import SCORE_RULES, PairScorer, fingerprint, model_key
 from tests.conftest import MINILM, MINILM_MAX_LENGTH, TRAIN_MAX_LENGTH
+from tests.tiny_models import tiny_bert
 
 PAIRS = [
     ("how do cats purr", "Cats purr by vibrating the larynx."),
@@ -31,19 +32,7 @@ SHA_B = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _tiny(folder: Path, labels: int, seed: int = 0) -> Path:
-    """A real, tiny BERT sequence classifier with ``labels`` logits and MiniLM's tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64
-    )
-    config.num_labels = labels
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = BertForSequenceClassification(config)
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(resolve_model(MINILM)).save_pretrained(folder)
-    return folder
+    return tiny_bert(folder, labels, seed)
 
 
 @pytest.fixture(scope="module")
@@ -248,11 +237,14 @@ def test_a_head_of_three_labels_is_refused(tmp_path):
         PairScorer(str(folder), 32, device="cpu")
 
 
-def test_a_causal_lm_is_refused(tmp_path):
+def test_a_causal_lm_is_refused_as_a_cross_encoder_and_a_classifier_as_a_causal_lm(tmp_path):
     (tmp_path / "llm").mkdir()
     (tmp_path / "llm" / "config.json").write_text(json.dumps({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3"}))
-    with pytest.raises(ConfigError, match=r"is a causal LM \(Qwen3ForCausalLM\).*\(fix: give a cross-encoder"):
+    with pytest.raises(ConfigError, match=r"is a causal LM \(Qwen3ForCausalLM\).*\(fix: use a rerankers entry of type: causal-lm"):
         PairScorer(str(tmp_path / "llm"), 32, device="cpu")
+    folder = _tiny(tmp_path / "one", 1)
+    with pytest.raises(ConfigError, match=r"is not a causal LM \(BertForSequenceClassification\).*\(fix: .*type: cross-encoder"):
+        PairScorer(str(folder), 32, device="cpu", family="causal-lm")
 
 
 def test_the_stage_runner_s_marker_is_not_part_of_the_key(tmp_path):

@@ -291,12 +291,12 @@ def train(**options: Any) -> None:
     run_stage(TRAIN, stage, options)
 
 
-SCORE = Stage("score", inputs=("model", "runs", "dataset", "corpus"), metrics="metrics", caches=("cache",))
+SCORE = Stage("score", inputs=("model", "runs", "dataset", "corpus", "models"), metrics="metrics", caches=("cache",))
 
 
 @cli.command()
 @PARAMS
-@click.option("--model", required=True, type=click.Path(), help="a cross-encoder folder (or hub id)")
+@click.option("--model", required=True, type=click.Path(), help="the train stage's model folder (a reranker's model: trained)")
 @click.option("--runs", required=True, type=click.Path(), help="folder with one sub-folder per first-stage run")
 @click.option("--dataset", required=True, type=click.Path())
 @click.option("--corpus", required=True, type=click.Path())
@@ -306,10 +306,11 @@ SCORE = Stage("score", inputs=("model", "runs", "dataset", "corpus"), metrics="m
     help="score cache (sqlite) shared by experiments [default: scores.sqlite in $RERANK_LAB_CACHE, else $XDG_CACHE_HOME/rerank-lab, "
     "else ~/.cache/rerank-lab]",
 )
+@MODELS
 @OUTPUT
 @METRICS
 def score(**options: Any) -> None:
-    """Rerank the top score.top_k of each run in score.runs; scores are cached across experiments."""
+    """Rerank the top score.top_k of each run in score.runs with rerankers.<score.reranker>; scores are cached across experiments."""
     from rerank_lab import score as stage
     from rerank_lab.score_cache import default_cache_path
 

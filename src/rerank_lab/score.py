@@ -1,4 +1,6 @@
-"""score: rerank the top ``top_k`` candidates of first-stage runs with a cross-encoder.
+"""score: rerank the top ``top_k`` candidates of first-stage runs with the reranker ``score.reranker``
+names (an entry of ``rerankers``: a cross-encoder, a causal-LM yes/no reranker or a bi-encoder,
+:mod:`rerank_lab.rerankers`).
 
 Writes ``<output>/<run>+<model name>/<split>.trec``: the whole first-stage list, its top
 ``top_k`` reordered by the reranker and the rest kept below in first-stage order -- so Recall@100
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from rerank_lab.config import ListOf, Split, params_model, parse, section
@@ -33,10 +36,8 @@ class ScoreConfig:
 
     runs: ListOf[str] = Field(("bm25",), min_length=1)
     top_k: int = Field(20, ge=1)  # e.g. 20 on CPU, 100 on a GPU
-    name: str = Field("ce", min_length=1)
-    max_length: int = Field(256, ge=1)
-    batch_tokens: int = Field(8192, ge=1)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    name: str = Field("ce", min_length=1)  # the reranked runs are <run>+<name>
+    reranker: str = Field("ce", min_length=1)  # an entry of `rerankers`
     splits: ListOf[Split] = Field(("validation", "test"), min_length=1)
 
 
@@ -46,7 +47,8 @@ VOLATILE = ("pairs_computed", "pairs_from_cache", "forward_batches")
 
 
 def rerank(run: Run, queries: dict[str, str], passages: dict[str, str], scorer, top_k: int, path: str = "run") -> Run:
-    """Score each query's top ``top_k`` docs; returns their raw reranker scores (the head only)."""
+    """Score each query's top ``top_k`` docs; returns their raw reranker scores (the head only). A
+    scorer with ``score_lists`` (listwise) gets each query's head as one list, in first-stage order."""
     stray = sorted(set(run) - set(queries))
     if stray:
         raise InputError(
@@ -67,7 +69,16 @@ def rerank(run: Run, queries: dict[str, str], passages: dict[str, str], scorer, 
                 )
             pairs.append((queries[qid], passages[did]))
             keys.append((qid, did))
-    scores = scorer.score(pairs)
+    if hasattr(scorer, "score_lists"):  # a listwise reranker orders each query's head as a whole
+        heads: dict[str, list[int]] = {}
+        for i, (qid, _) in enumerate(keys):
+            heads.setdefault(qid, []).append(i)
+        lists = scorer.score_lists([(pairs[rows[0]][0], [pairs[i][1] for i in rows]) for rows in heads.values()])
+        scores = np.empty(len(keys))
+        for rows, values in zip(heads.values(), lists):
+            scores[rows] = values
+    else:
+        scores = scorer.score(pairs)
     out: Run = {}
     for (qid, did), s in zip(keys, scores.tolist()):
         out.setdefault(qid, {})[did] = s
@@ -115,23 +126,34 @@ def score_runs(cfg: ScoreConfig, scorer, runs_root: Path, queries: dict[str, dic
 # --- the stage contract (rerank_lab.stage) ------------------------------------------------------
 
 
-def configure(params: dict[str, Any]) -> ScoreConfig:
-    """The ``score`` section."""
-    return parse(ScoreConfig, section(params, "score"), "score")
+def configure(params: dict[str, Any]) -> tuple[ScoreConfig, Any]:
+    """The ``score`` section and the built ``rerankers.<score.reranker>`` entry."""
+    from rerank_lab.rerankers import make_reranker
+
+    cfg = parse(ScoreConfig, section(params, "score"), "score")
+    return cfg, make_reranker(cfg.reranker, section(params, f"rerankers.{cfg.reranker}"))
 
 
-def run(cfg: ScoreConfig, inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, float]:
-    """``--runs`` reranked by ``--model`` into ``--output`` (pairs cached in ``--cache``); the
-    metrics include :data:`VOLATILE` keys (printed, not written)."""
+def run(cfg: tuple[ScoreConfig, Any], inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, float]:
+    """``--runs`` reranked by the configured reranker (``model: trained``: ``--model``) into
+    ``--output`` (pairs cached in ``--cache``); the metrics include :data:`VOLATILE` keys (printed,
+    not written)."""
     from rerank_lab.io.datasets import load_corpus, split_queries
+    from rerank_lab.models import require_declared
+    from rerank_lab.rerankers import TRAINED
     from rerank_lab.score_cache import ScoreCache
-    from rerank_lab.scoring import PairScorer
 
-    scorer = PairScorer(str(inputs["model"]), cfg.max_length, cfg.batch_tokens, cfg.dtype, cache=ScoreCache(outputs.get("cache")))
-    queries = split_queries(inputs["dataset"], cfg.splits)
-    return score_runs(cfg, scorer, inputs["runs"], queries, load_corpus(inputs["corpus"]), outputs["output"])
+    score_cfg, reranker = cfg
+    model = reranker.model
+    if model == TRAINED:
+        model = str(inputs["model"])
+    else:
+        require_declared(model, inputs.get("models"), f"rerankers.{score_cfg.reranker}.model")
+    scorer = reranker.scorer(model, ScoreCache(outputs.get("cache")))
+    queries = split_queries(inputs["dataset"], score_cfg.splits)
+    return score_runs(score_cfg, scorer, inputs["runs"], queries, load_corpus(inputs["corpus"]), outputs["output"])
 
 
-def describe(cfg: ScoreConfig, stats: dict[str, float]) -> str:
+def describe(cfg: tuple[ScoreConfig, Any], stats: dict[str, float]) -> str:
     """The shared cache's bookkeeping (kept out of the metrics file)."""
     return "score cache: " + ", ".join(f"{k} {stats[k]}" for k in VOLATILE)

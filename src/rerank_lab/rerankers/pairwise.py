@@ -1,0 +1,67 @@
+"""The pair-scoring families: a cross-encoder's classification head and a causal LM's yes/no
+logits, both run by the engine (:class:`rerank_lab.scoring.PairScorer`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from rerank_lab.config import params_model
+
+TRAINED = "trained"  # the reranker this pipeline's train stage wrote (dvc.yaml passes it as --model)
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+@params_model("rerankers.<name>")
+class CrossEncoderReranker:
+    """A sequence classifier (1 logit, or 2 classes: the log-odds of "relevant"): ``trained``, a
+    folder under models/pretrained, the packaged MiniLM or a hub id. ``cast``: run the weights in
+    ``dtype`` (bf16 on a CPU with AMX: the fast CPU option; its ranking change is in the README)."""
+
+    model: str = Field(TRAINED, min_length=1)
+    max_length: int = Field(256, ge=1)
+    batch_tokens: int = Field(8192, ge=1)
+    dtype: Dtype = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    cast: bool = False
+
+    family = "cross-encoder"
+
+    def scorer(self, model: str, cache):
+        from rerank_lab.scoring import PairScorer
+
+        return PairScorer(model, self.max_length, self.batch_tokens, self.dtype, cache=cache, family=self.family, cast=self.cast)
+
+
+@params_model("rerankers.<name>")
+class CausalLMReranker:
+    """A causal LM scored by ``logit[yes] - logit[no]`` at the last token (sentence-transformers'
+    LogitScore). ``prompt``: the instruction (a system message under a chat template, else put
+    before the query; null: none); ``chat_template``: a Jinja template replacing the model's own
+    (it sees the roles ``system``, ``query`` and ``document``). Several prompts or templates are
+    several entries, or one entry's key swept as a grid axis."""
+
+    model: str = Field(..., min_length=1)
+    prompt: str | None = None
+    chat_template: str | None = None
+    max_length: int = Field(512, ge=1)
+    batch_tokens: int = Field(16384, ge=1)
+    dtype: Dtype = "auto"
+    cast: bool = False
+
+    family = "causal-lm"
+
+    def scorer(self, model: str, cache):
+        from rerank_lab.scoring import PairScorer
+
+        return PairScorer(
+            model,
+            self.max_length,
+            self.batch_tokens,
+            self.dtype,
+            cache=cache,
+            family=self.family,
+            prompt=self.prompt,
+            cast=self.cast,
+            chat_template=self.chat_template,
+        )
