@@ -5,6 +5,7 @@ The model's word-level vocabulary holds the special tokens and three words: ``ye
 ``maybe``. Every prompt word outside it is ``[UNK]``, so the random weights still answer in those
 words; a request's ``logit_bias`` decides which ones it may use (yes/no only, or always ``maybe``,
 or an immediate end of sequence) -- the real generation path, steered only through the API.
+The listwise reranker's tests build the same model over their own vocabulary (passage identifiers).
 """
 
 from __future__ import annotations
@@ -25,19 +26,20 @@ ALWAYS_MAYBE = {str(VOCAB["maybe"]): 100.0}
 STOP_AT_ONCE = {str(VOCAB["</s>"]): 100.0}
 
 
-def build_tiny_llm(folder: Path) -> Path:
-    """A 1-layer Llama (hidden size 16) with random weights (seed 0) and a word-level tokenizer."""
+def build_tiny_llm(folder: Path, vocab: dict[str, int] = VOCAB) -> Path:
+    """A 1-layer Llama (hidden size 16) with random weights (seed 0) and a word-level tokenizer
+    (``vocab``: its words; ids 0-3 must be the special tokens of :data:`VOCAB`)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordLevel(vocab=VOCAB, unk_token="[UNK]"))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with a space
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>", bos_token="<s>")
     fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
     config = LlamaConfig(
-        vocab_size=len(VOCAB),
+        vocab_size=len(vocab),
         hidden_size=16,
         intermediate_size=32,
         num_hidden_layers=1,

@@ -192,7 +192,10 @@ def _table(path: Path) -> dict[tuple[str, str], float]:
         db.close()
 
 
-PARAMS = "score:\n  runs: [bm25]\n  top_k: 3\n  max_length: 64\n  splits: [validation, test]\n"
+PARAMS = (
+    "score:\n  runs: [bm25]\n  top_k: 3\n  splits: [validation, test]\n"
+    "rerankers:\n  ce: {type: cross-encoder, model: trained, max_length: 64}\n"
+)
 
 
 def test_score_without_cache_option_fills_the_per_user_cache(clean_env, tmp_path, capsys):

@@ -30,6 +30,7 @@ from rerank_lab.errors import ConfigError
 from rerank_lab.io.datasets import save_dataset
 from rerank_lab.mine import MineConfig
 from rerank_lab.miners import make_miner
+from rerank_lab.rerankers.pairwise import CrossEncoderReranker
 from rerank_lab.retrievers import make_fusion, make_retriever
 from rerank_lab.schema import SPLITS, to_dataset
 from rerank_lab.score import ScoreConfig
@@ -107,10 +108,11 @@ CASES = [
     (TrainConfig, {"epochs": float("nan")}, "train", r"^train\.epochs: must be a finite number, got nan"),
     (TrainConfig, {"max_queries": True}, "train", r"^train\.max_queries: must be a whole number or null, got true"),
     (
-        ScoreConfig,
+        CrossEncoderReranker,
         {"dtype": "bf16"},
-        "score",
-        r"^score\.dtype: unknown value, got 'bf16' \(fix: did you mean 'bfloat16'\? use one of: auto, float32, bfloat16, float16\)$",
+        "rerankers.ce",
+        r"^rerankers\.ce\.dtype: unknown value, got 'bf16' \(fix: did you mean 'bfloat16'\? "
+        r"use one of: auto, float32, bfloat16, float16\)$",
     ),
     (
         ConvertConfig,

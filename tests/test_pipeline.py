@@ -53,7 +53,7 @@ TINY_OVERRIDES = {
     "train.max_length": 64,
     "train.max_dev_queries": 2,
     "score.top_k": 5,
-    "score.max_length": 64,
+    "rerankers.ce.max_length": 64,
     "tune.n_trials": 20,
     "tune.epsilon": 0.5,
     "tune.top_k_retriever": [5, 20],

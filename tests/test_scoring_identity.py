@@ -158,6 +158,20 @@ def test_hub_id_is_keyed_by_its_cached_revision(hub):
     assert at_b["head"] == 1 and at_b["score"] == "logit"  # read from the cached snapshot's config
 
 
+def test_a_hub_ref_other_than_main_is_keyed_by_its_own_commit(hub):
+    # a published reranker's sentence-transformers integration often lives on a PR ref (refs/pr/11)
+    _cache_snapshot(hub, "org/reranker", SHA_A, RERANKER_CONFIG)
+    repo = hub / "models--org--reranker"
+    (repo / "refs" / "refs" / "pr").mkdir(parents=True)
+    (repo / "refs" / "refs" / "pr" / "11").write_text(SHA_B)
+    (repo / "snapshots" / SHA_B).mkdir()
+    (repo / "snapshots" / SHA_B / "config.json").write_text(json.dumps(RERANKER_CONFIG))
+    main, pr = fingerprint("org/reranker", 256), fingerprint("org/reranker", 256, revision="refs/pr/11")
+    assert main["model"] == {"source": "hub", "id": "org/reranker", "revision": SHA_A}
+    assert pr["model"] == {"source": "hub", "id": "org/reranker", "revision": SHA_B, "asked": "refs/pr/11"}
+    assert PairScorer("org/reranker", 256, device="cpu", revision="refs/pr/11").key != PairScorer("org/reranker", 256, device="cpu").key
+
+
 def test_hub_cache_named_by_hf_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):

@@ -100,19 +100,20 @@ def hub_offline() -> bool:
     return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def hub_revision(repo_id: str) -> str | None:
-    """The commit a hub id loads as: the hub's ``main`` when online, else the locally cached
-    snapshot's; ``None`` when neither can be told (never raises, offline or not)."""
+def hub_revision(repo_id: str, revision: str | None = None) -> str | None:
+    """The commit a hub id loads as at ``revision`` (a branch, tag, ``refs/pr/N`` or commit;
+    default ``main``): the hub's answer when online, else the locally cached snapshot's; ``None``
+    when neither can be told (never raises, offline or not)."""
     import huggingface_hub
 
     if not hub_offline():
         try:
-            sha = huggingface_hub.model_info(repo_id, timeout=10).sha
+            sha = huggingface_hub.model_info(repo_id, revision=revision, timeout=10).sha
             if sha:
                 return sha
         except Exception as exc:  # no network, unknown or gated repo, rate limit: fall back to the cache
             log.info("cannot ask the hub for %s's revision (%s); looking in the local cache", repo_id, exc)
-    cached = hub_config(repo_id)
+    cached = hub_config(repo_id, revision)
     return Path(cached).parent.name if cached else None
 
 

@@ -127,6 +127,8 @@ class PairScorer(CachedScorer):
         prompt: str | None = None,
         cast: bool = False,
         chat_template: str | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         if dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"unknown dtype {dtype!r}", fix="use auto, float32, bfloat16 or float16")
@@ -134,6 +136,7 @@ class PairScorer(CachedScorer):
             raise ConfigError(f"the pair scorer runs {', '.join(PAIR_FAMILIES)}, not {family!r}", fix="use a pair-scoring reranker")
         self.name = model
         self.family, self.prompt, self.chat_template = family, prompt, chat_template
+        self.revision, self.trust_remote_code = revision, trust_remote_code
         self.max_length = max_length
         self.batch_tokens = batch_tokens
         self.device = best_device() if device == "auto" else device
@@ -149,7 +152,7 @@ class PairScorer(CachedScorer):
         self._extras: dict[str, Any] = {}  # the causal path's non-token features (modality, logits_to_keep)
 
     def _fingerprint(self) -> dict[str, Any]:
-        settings = (self.family, self.prompt, self.cast, self.chat_template)
+        settings = (self.family, self.prompt, self.cast, self.chat_template, self.revision, self.trust_remote_code)
         return fingerprint(self.name, self.max_length, self.dtype, self.device_type, *settings)
 
     def _load(self):
@@ -166,6 +169,10 @@ class PairScorer(CachedScorer):
                 kwargs["local_files_only"] = hub_offline()  # huggingface_hub read the variable once, at import
                 if source["revision"] != "unresolved":
                     kwargs["revision"] = source["revision"]
+                elif self.revision is not None:
+                    kwargs["revision"] = self.revision
+            if self.trust_remote_code:
+                kwargs["trust_remote_code"] = True
             if self.identity["head"] in (0, "unknown") and self.family == "cross-encoder":
                 # No head of its own (the packaged bi-encoder MiniLM): sentence-transformers would
                 # otherwise build the config's default 2-label head; a checkpoint with a head keeps it.
@@ -199,7 +206,7 @@ class PairScorer(CachedScorer):
                 self.name,
                 "config.json",
                 cache_dir=hub_cache(),
-                revision=None if revision == "unresolved" else revision,
+                revision=self.revision if revision == "unresolved" else revision,
                 local_files_only=hub_offline(),  # offline: fail at once rather than retry the network
             )
         except Exception as exc:  # offline, unknown repo, no network: all mean the model cannot load

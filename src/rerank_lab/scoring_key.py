@@ -129,12 +129,15 @@ def fingerprint(
     prompt: str | None = None,
     cast: bool = False,
     chat_template: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Everything that decides a model's scores, as a JSON-able dict (see :func:`model_key`).
 
     A local folder (the packaged MiniLM included) is identified by its content, a hub id by the
     revision it resolves to (``"unresolved"`` when that cannot be told). ``cast``: the weights
-    run in ``dtype`` (not only autocast): a different number, so a different key.
+    run in ``dtype`` (not only autocast): a different number, so a different key. ``revision``:
+    the hub ref asked for (a folder has none); ``trust_remote_code``: the model's own code runs.
     """
     if family not in FAMILIES:
         raise ConfigError(f"unknown reranker family {family!r}", fix=f"use one of: {', '.join(FAMILIES)}")
@@ -143,9 +146,11 @@ def fingerprint(
         model: dict[str, Any] = {"source": "folder", "content": folder_digest(path)}
         config = _read_config(path)
     else:
-        revision = hub_revision(name)
-        model = {"source": "hub", "id": name, "revision": revision or "unresolved"}
-        cached = hub_config(name, revision) if revision else None
+        resolved = hub_revision(name, revision)
+        model = {"source": "hub", "id": name, "revision": resolved or "unresolved"}
+        if revision is not None:
+            model["asked"] = revision
+        cached = hub_config(name, resolved) if resolved else None
         config = _read_config(Path(cached).parent) if cached else None
     head = head_size(config, name, family)
     identity = {
@@ -166,6 +171,8 @@ def fingerprint(
         identity["chat_template"] = chat_template
     if cast:
         identity["weights"] = dtype
+    if trust_remote_code:
+        identity["trust_remote_code"] = True
     return identity
 
 

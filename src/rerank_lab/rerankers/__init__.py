@@ -10,10 +10,12 @@ Families (``type``):
   (``prompt``) and the model's chat template (or ``chat_template`` from params): Qwen3-Reranker,
   mxbai-rerank-v2;
 * ``bi-encoder`` -- the cosine of a sentence embedding model's query and passage embeddings (the
-  cheapest R0 baseline).
+  cheapest R0 baseline);
+* ``listwise-llm`` -- a served LLM (any OpenAI-compatible endpoint) ordering each query's head in
+  sliding windows (RankGPT; FIRST's first-token log-probabilities where the server returns them).
 
-Every family scores through the shared engine (:mod:`rerank_lab.scoring`): the score cache, each
-distinct pair once, scores back in input order.
+Every pairwise family scores through the shared engine (:mod:`rerank_lab.scoring`): the score
+cache, each distinct pair once, scores back in input order.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from typing import Any
 
 from rerank_lab.registry import make
 from rerank_lab.rerankers.bi_encoder import BiEncoderReranker
+from rerank_lab.rerankers.listwise import ListwiseLLMReranker
 from rerank_lab.rerankers.pairwise import TRAINED, CausalLMReranker, CrossEncoderReranker
 
 RERANKERS: dict[str, type] = {
     "cross-encoder": CrossEncoderReranker,
     "causal-lm": CausalLMReranker,
     "bi-encoder": BiEncoderReranker,
+    "listwise-llm": ListwiseLLMReranker,
 }
 
 __all__ = ["RERANKERS", "TRAINED", "make_reranker"]

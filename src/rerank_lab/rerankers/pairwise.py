@@ -24,13 +24,16 @@ class CrossEncoderReranker:
     batch_tokens: int = Field(8192, ge=1)
     dtype: Dtype = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     cast: bool = False
+    revision: str | None = None  # a hub id's branch, tag, refs/pr/N or commit (default: main)
+    trust_remote_code: bool = False  # a hub model with its own modelling code (jina-reranker-v2)
 
     family = "cross-encoder"
 
     def scorer(self, model: str, cache):
         from rerank_lab.scoring import PairScorer
 
-        return PairScorer(model, self.max_length, self.batch_tokens, self.dtype, cache=cache, family=self.family, cast=self.cast)
+        hub = {"revision": self.revision, "trust_remote_code": self.trust_remote_code}
+        return PairScorer(model, self.max_length, self.batch_tokens, self.dtype, cache=cache, family=self.family, cast=self.cast, **hub)
 
 
 @params_model("rerankers.<name>")
@@ -48,6 +51,8 @@ class CausalLMReranker:
     batch_tokens: int = Field(16384, ge=1)
     dtype: Dtype = "auto"
     cast: bool = False
+    revision: str | None = None
+    trust_remote_code: bool = False
 
     family = "causal-lm"
 
@@ -64,4 +69,6 @@ class CausalLMReranker:
             prompt=self.prompt,
             cast=self.cast,
             chat_template=self.chat_template,
+            revision=self.revision,
+            trust_remote_code=self.trust_remote_code,
         )
