@@ -26,7 +26,7 @@ from score_cache import scifact_pairs
 
 from rerank_lab.models import resolve_model
 from rerank_lab.score_cache import ScoreCache
-from rerank_lab.scoring import PairScorer, head_scores
+from rerank_lab.scoring import PairScorer, ScoringSpec, head_scores
 
 DATASET = "scifact_rationales"
 
@@ -58,7 +58,7 @@ def _predict(model: str, pairs, max_length: int, device: str, bf16: bool = False
 
 
 def _engine(model: str, pairs, max_length: int, device: str, dtype: str, cast: bool, batch_tokens: int):
-    scorer = PairScorer(model, max_length, batch_tokens, dtype, device, cache=ScoreCache(None), cast=cast)
+    scorer = PairScorer(model, max_length, batch_tokens, dtype, device, ScoreCache(None), ScoringSpec(cast=cast))
     scorer.score(pairs[:8])  # warm-up (and the model load), then a fresh cache: every pair computed
     scorer.cache = ScoreCache(None)
     return _timed(lambda: scorer.score(pairs))
@@ -80,7 +80,7 @@ def _ndcg(model: str, max_length: int, top_k: int, batch_tokens: int) -> list[tu
     first = read_run(Path("data/retrieve") / DATASET / "bm25" / "test.trec")
     out = [("bm25", mean(per_query(first, qrels, ("ndcg@10",)), ("ndcg@10",))["ndcg@10"])]
     for label, dtype, cast in (("engine fp32", "float32", False), ("engine bf16 weights (cast)", "bfloat16", True)):
-        scorer = PairScorer(model, max_length, batch_tokens, dtype, "cpu", cache=ScoreCache(None), cast=cast)
+        scorer = PairScorer(model, max_length, batch_tokens, dtype, "cpu", ScoreCache(None), ScoringSpec(cast=cast))
         run = reranked_run(first, rerank(first, queries, passages, scorer, top_k))
         out.append((label, mean(per_query(run, qrels, ("ndcg@10",)), ("ndcg@10",))["ndcg@10"]))
     return out

@@ -18,7 +18,7 @@ import torch
 
 from rerank_lab.errors import ConfigError
 from rerank_lab.models import resolve_model
-from rerank_lab.scoring import SCORE_RULES, PairScorer, fingerprint, model_key
+from rerank_lab.scoring import SCORE_RULES, PairScorer, ScoringSpec, fingerprint, model_key
 from tests.conftest import MINILM, MINILM_MAX_LENGTH, TRAIN_MAX_LENGTH
 from tests.tiny_models import tiny_bert
 
@@ -166,10 +166,11 @@ def test_a_hub_ref_other_than_main_is_keyed_by_its_own_commit(hub):
     (repo / "refs" / "refs" / "pr" / "11").write_text(SHA_B)
     (repo / "snapshots" / SHA_B).mkdir()
     (repo / "snapshots" / SHA_B / "config.json").write_text(json.dumps(RERANKER_CONFIG))
-    main, pr = fingerprint("org/reranker", 256), fingerprint("org/reranker", 256, revision="refs/pr/11")
+    main, pr = fingerprint("org/reranker", 256), fingerprint("org/reranker", 256, spec=ScoringSpec(revision="refs/pr/11"))
     assert main["model"] == {"source": "hub", "id": "org/reranker", "revision": SHA_A}
     assert pr["model"] == {"source": "hub", "id": "org/reranker", "revision": SHA_B, "asked": "refs/pr/11"}
-    assert PairScorer("org/reranker", 256, device="cpu", revision="refs/pr/11").key != PairScorer("org/reranker", 256, device="cpu").key
+    at_pr = PairScorer("org/reranker", 256, device="cpu", spec=ScoringSpec(revision="refs/pr/11"))
+    assert at_pr.key != PairScorer("org/reranker", 256, device="cpu").key
 
 
 def test_hub_cache_named_by_hf_home(tmp_path, monkeypatch):
@@ -258,7 +259,7 @@ def test_a_causal_lm_is_refused_as_a_cross_encoder_and_a_classifier_as_a_causal_
         PairScorer(str(tmp_path / "llm"), 32, device="cpu")
     folder = _tiny(tmp_path / "one", 1)
     with pytest.raises(ConfigError, match=r"is not a causal LM \(BertForSequenceClassification\).*\(fix: .*type: cross-encoder"):
-        PairScorer(str(folder), 32, device="cpu", family="causal-lm")
+        PairScorer(str(folder), 32, device="cpu", spec=ScoringSpec(family="causal-lm"))
 
 
 def test_the_stage_runner_s_marker_is_not_part_of_the_key(tmp_path):

@@ -26,6 +26,7 @@ head drawn from a fixed seed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -40,8 +41,10 @@ from rerank_lab.pair_tokens import encode_pairs
 from rerank_lab.score_cache import ScoreCache
 from rerank_lab.scoring_key import (  # noqa: F401 -- re-exported: the key is part of the engine's interface
     FRESH_HEAD_SEED,
+    PLAIN,
     SCORE_RULES,
     SCORING_VERSION,
+    ScoringSpec,
     fingerprint,
     key_of,
     model_key,
@@ -109,11 +112,11 @@ class CachedScorer:
 
 
 class PairScorer(CachedScorer):
-    """Scores (query, passage) pairs with a cross-encoder (``family`` ``cross-encoder``: a 1- or
-        2-logit classification head) or a causal LM read by sentence-transformers' yes/no LogitScore
-        (``causal-lm``; ``prompt``: the instruction it is given, ``chat_template``: one that replaces
-    the model's own); counts its forward calls. ``cast``:
-        run the weights themselves in ``dtype`` (fastest, least exact; else autocast)."""
+    """Scores (query, passage) pairs with a cross-encoder (``spec.family`` ``cross-encoder``: a 1- or
+    2-logit classification head) or a causal LM read by sentence-transformers' yes/no LogitScore
+    (``causal-lm``: ``spec.prompt`` the instruction it is given, ``spec.chat_template`` one that
+    replaces the model's own); ``spec.cast`` runs the weights themselves in ``dtype`` (fastest,
+    least exact; else autocast). Counts its forward calls."""
 
     def __init__(
         self,
@@ -123,26 +126,19 @@ class PairScorer(CachedScorer):
         dtype: str = "auto",
         device: str = "auto",
         cache: ScoreCache | None = None,
-        family: str = "cross-encoder",
-        prompt: str | None = None,
-        cast: bool = False,
-        chat_template: str | None = None,
-        revision: str | None = None,
-        trust_remote_code: bool = False,
+        spec: ScoringSpec = PLAIN,
     ) -> None:
         if dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"unknown dtype {dtype!r}", fix="use auto, float32, bfloat16 or float16")
-        if family not in PAIR_FAMILIES:
-            raise ConfigError(f"the pair scorer runs {', '.join(PAIR_FAMILIES)}, not {family!r}", fix="use a pair-scoring reranker")
+        if spec.family not in PAIR_FAMILIES:
+            raise ConfigError(f"the pair scorer runs {', '.join(PAIR_FAMILIES)}, not {spec.family!r}", fix="use a pair-scoring reranker")
         self.name = model
-        self.family, self.prompt, self.chat_template = family, prompt, chat_template
-        self.revision, self.trust_remote_code = revision, trust_remote_code
         self.max_length = max_length
         self.batch_tokens = batch_tokens
         self.device = best_device() if device == "auto" else device
         self.device_type = self.device.split(":")[0]
         self.dtype = ("bfloat16" if self.device_type == "cuda" else "float32") if dtype == "auto" else dtype
-        self.cast = cast and self.dtype != "float32"
+        self.spec = dataclasses.replace(spec, cast=spec.cast and self.dtype != "float32")  # a cast to fp32 is no cast
         self.cache = cache or ScoreCache(None)
         self.identity = self._fingerprint()  # refuses heads it cannot score
         self.key = key_of(self.identity)
@@ -152,8 +148,7 @@ class PairScorer(CachedScorer):
         self._extras: dict[str, Any] = {}  # the causal path's non-token features (modality, logits_to_keep)
 
     def _fingerprint(self) -> dict[str, Any]:
-        settings = (self.family, self.prompt, self.cast, self.chat_template, self.revision, self.trust_remote_code)
-        return fingerprint(self.name, self.max_length, self.dtype, self.device_type, *settings)
+        return fingerprint(self.name, self.max_length, self.dtype, self.device_type, self.spec)
 
     def _load(self):
         if self._model is None:
@@ -169,16 +164,16 @@ class PairScorer(CachedScorer):
                 kwargs["local_files_only"] = hub_offline()  # huggingface_hub read the variable once, at import
                 if source["revision"] != "unresolved":
                     kwargs["revision"] = source["revision"]
-                elif self.revision is not None:
-                    kwargs["revision"] = self.revision
-            if self.trust_remote_code:
+                elif self.spec.revision is not None:
+                    kwargs["revision"] = self.spec.revision
+            if self.spec.trust_remote_code:
                 kwargs["trust_remote_code"] = True
-            if self.identity["head"] in (0, "unknown") and self.family == "cross-encoder":
+            if self.identity["head"] in (0, "unknown") and self.spec.family == "cross-encoder":
                 # No head of its own (the packaged bi-encoder MiniLM): sentence-transformers would
                 # otherwise build the config's default 2-label head; a checkpoint with a head keeps it.
                 kwargs["num_labels"] = 1
-            if self.chat_template is not None:
-                kwargs["processor_kwargs"] = {"chat_template": self.chat_template}
+            if self.spec.chat_template is not None:
+                kwargs["processor_kwargs"] = {"chat_template": self.spec.chat_template}
             try:
                 # a fresh head is drawn from a fixed seed, or each load scores differently under one key
                 with torch.random.fork_rng(devices=[]):
@@ -186,11 +181,11 @@ class PairScorer(CachedScorer):
                     model = CrossEncoder(resolve_model(self.name), **kwargs)
             except (OSError, ValueError) as exc:  # ValueError: a folder that holds no model
                 raise ConfigError(
-                    f"cannot load {self.family} {self.name!r}: {exc}", fix="give a trained model folder, a hub id or all-MiniLM-L6-v2"
+                    f"cannot load {self.spec.family} {self.name!r}: {exc}", fix="give a trained model folder, a hub id or all-MiniLM-L6-v2"
                 ) from None
             self._check_loaded(model)
             model.eval()
-            if self.cast:
+            if self.spec.cast:
                 model.to(getattr(torch, self.dtype))
             self._model = model
         return self._model
@@ -206,12 +201,12 @@ class PairScorer(CachedScorer):
                 self.name,
                 "config.json",
                 cache_dir=hub_cache(),
-                revision=self.revision if revision == "unresolved" else revision,
+                revision=self.spec.revision if revision == "unresolved" else revision,
                 local_files_only=hub_offline(),  # offline: fail at once rather than retry the network
             )
         except Exception as exc:  # offline, unknown repo, no network: all mean the model cannot load
             raise ConfigError(
-                f"cannot load {self.family} {self.name!r}: {exc}", fix="give a trained model folder, a hub id or all-MiniLM-L6-v2"
+                f"cannot load {self.spec.family} {self.name!r}: {exc}", fix="give a trained model folder, a hub id or all-MiniLM-L6-v2"
             ) from None
         self.identity = self._fingerprint()
         self.key = key_of(self.identity)
@@ -220,13 +215,13 @@ class PairScorer(CachedScorer):
         """The loaded model is the one the key describes."""
         # by class name: the module's import path moved between sentence-transformers releases
         modules = [type(m).__name__ for m in model]
-        expected_modules = ["Transformer", "LogitScore"] if self.family == "causal-lm" else ["Transformer"]
+        expected_modules = ["Transformer", "LogitScore"] if self.spec.family == "causal-lm" else ["Transformer"]
         if modules != expected_modules:
             raise ConfigError(
-                f"reranker {self.name!r} has modules {modules}; a {self.family} reranker runs {expected_modules}",
+                f"reranker {self.name!r} has modules {modules}; a {self.spec.family} reranker runs {expected_modules}",
                 fix="give a model whose modules.json holds those modules (or none: sentence-transformers then builds them)",
             )
-        if self.family == "causal-lm":
+        if self.spec.family == "causal-lm":
             return
         expected = 1 if self.identity["head"] in (0, "unknown") else self.identity["head"]
         if model.num_labels != expected:
@@ -240,11 +235,11 @@ class PairScorer(CachedScorer):
         (:mod:`rerank_lab.pair_tokens`); a causal LM's as sentence-transformers prepares them (its
         prompt, chat template and truncation), unpadded."""
         model = self._load()
-        if self.family == "cross-encoder":
+        if self.spec.family == "cross-encoder":
             return encode_pairs(model.tokenizer, pairs, self.max_length)
         out: list[dict[str, np.ndarray]] = []
         for start in range(0, len(pairs), PREPROCESS_CHUNK):
-            features = model.preprocess(pairs[start : start + PREPROCESS_CHUNK], prompt=self.prompt)
+            features = model.preprocess(pairs[start : start + PREPROCESS_CHUNK], prompt=self.spec.prompt)
             mask = features["attention_mask"].bool()
             rows = {k: v for k, v in features.items() if hasattr(v, "shape") and tuple(v.shape[:2]) == tuple(mask.shape)}
             self._extras = {k: v for k, v in features.items() if k not in rows}
@@ -272,7 +267,7 @@ class PairScorer(CachedScorer):
         model = self._load()
         out = np.empty(len(encoded), dtype=np.float64)
         # an explicit dtype runs on every device (CPU autocast does bf16/fp16), so the key's dtype is the one used
-        autocast = self.dtype != "float32" and not self.cast
+        autocast = self.dtype != "float32" and not self.spec.cast
         batches = self._batches([len(e["input_ids"]) for e in encoded])
         for batch in tqdm(batches, desc=f"scoring {len(encoded)} pairs", unit="batch", disable=len(batches) < 10, leave=False):
             rows = [{n: ids.tolist() for n, ids in encoded[i].items()} for i in batch]

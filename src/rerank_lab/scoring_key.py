@@ -9,6 +9,7 @@ agrees (:func:`key_of`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -36,6 +37,23 @@ SCORE_RULES: dict[Any, str] = {
     "lm": "logit[yes] - logit[no] at the last token (sentence-transformers LogitScore)",
     "embedding": "cosine of the query's and the passage's embeddings",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringSpec:
+    """How a score is read off a model, besides its files and the length, dtype and device: the
+    family, its prompt and chat template, whether the weights run in the dtype (``cast``), the hub
+    ref asked for and whether the model's own code runs. Part of the key; the engine follows it."""
+
+    family: str = "cross-encoder"
+    prompt: str | None = None
+    chat_template: str | None = None
+    cast: bool = False
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+PLAIN = ScoringSpec()  # a cross-encoder as its files say
 
 
 def folder_digest(path: Path) -> str:
@@ -125,37 +143,31 @@ def fingerprint(
     max_length: int = 256,
     dtype: str = "float32",
     device: str = "cpu",
-    family: str = "cross-encoder",
-    prompt: str | None = None,
-    cast: bool = False,
-    chat_template: str | None = None,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
+    spec: ScoringSpec = PLAIN,
 ) -> dict[str, Any]:
     """Everything that decides a model's scores, as a JSON-able dict (see :func:`model_key`).
 
     A local folder (the packaged MiniLM included) is identified by its content, a hub id by the
-    revision it resolves to (``"unresolved"`` when that cannot be told). ``cast``: the weights
-    run in ``dtype`` (not only autocast): a different number, so a different key. ``revision``:
-    the hub ref asked for (a folder has none); ``trust_remote_code``: the model's own code runs.
+    revision it resolves to (``"unresolved"`` when that cannot be told); then :class:`ScoringSpec`'s
+    settings that differ from a plain cross-encoder's.
     """
-    if family not in FAMILIES:
-        raise ConfigError(f"unknown reranker family {family!r}", fix=f"use one of: {', '.join(FAMILIES)}")
+    if spec.family not in FAMILIES:
+        raise ConfigError(f"unknown reranker family {spec.family!r}", fix=f"use one of: {', '.join(FAMILIES)}")
     path = Path(resolve_model(name))
     if path.is_dir():
         model: dict[str, Any] = {"source": "folder", "content": folder_digest(path)}
         config = _read_config(path)
     else:
-        resolved = hub_revision(name, revision)
+        resolved = hub_revision(name, spec.revision)
         model = {"source": "hub", "id": name, "revision": resolved or "unresolved"}
-        if revision is not None:
-            model["asked"] = revision
+        if spec.revision is not None:
+            model["asked"] = spec.revision
         cached = hub_config(name, resolved) if resolved else None
         config = _read_config(Path(cached).parent) if cached else None
-    head = head_size(config, name, family)
+    head = head_size(config, name, spec.family)
     identity = {
         "scoring_version": SCORING_VERSION,
-        "family": family,
+        "family": spec.family,
         "model": model,
         "head": "unknown" if head is None else head,
         "score": "unknown" if head is None else SCORE_RULES[head],
@@ -165,13 +177,13 @@ def fingerprint(
         "device": device.split(":")[0],  # the kind of device decides the kernels, not its index
         "libraries": library_versions(),
     }
-    if prompt is not None:
-        identity["prompt"] = prompt
-    if chat_template is not None:
-        identity["chat_template"] = chat_template
-    if cast:
+    if spec.prompt is not None:
+        identity["prompt"] = spec.prompt
+    if spec.chat_template is not None:
+        identity["chat_template"] = spec.chat_template
+    if spec.cast:
         identity["weights"] = dtype
-    if trust_remote_code:
+    if spec.trust_remote_code:
         identity["trust_remote_code"] = True
     return identity
 

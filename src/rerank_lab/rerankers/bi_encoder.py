@@ -11,7 +11,7 @@ from rerank_lab.config import params_model
 from rerank_lab.models import best_device
 from rerank_lab.score_cache import ScoreCache
 from rerank_lab.scoring import CachedScorer, Pair
-from rerank_lab.scoring_key import fingerprint, key_of
+from rerank_lab.scoring_key import ScoringSpec, fingerprint, key_of
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class BiEncoderScorer(CachedScorer):
         self.name, self.max_length, self.batch_size = model, max_length, batch_size
         self.device = best_device() if device == "auto" else device
         self.cache = cache or ScoreCache(None)
-        self.identity = fingerprint(model, max_length, "float32", self.device, family="bi-encoder")
+        self.identity = fingerprint(model, max_length, "float32", self.device, ScoringSpec(family="bi-encoder"))
         self.key = key_of(self.identity)
         self.pairs_scored = self.forward_calls = 0
 

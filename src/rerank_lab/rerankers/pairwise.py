@@ -30,10 +30,7 @@ class CrossEncoderReranker:
     family = "cross-encoder"
 
     def scorer(self, model: str, cache):
-        from rerank_lab.scoring import PairScorer
-
-        hub = {"revision": self.revision, "trust_remote_code": self.trust_remote_code}
-        return PairScorer(model, self.max_length, self.batch_tokens, self.dtype, cache=cache, family=self.family, cast=self.cast, **hub)
+        return _pair_scorer(self, model, cache)
 
 
 @params_model("rerankers.<name>")
@@ -57,18 +54,14 @@ class CausalLMReranker:
     family = "causal-lm"
 
     def scorer(self, model: str, cache):
-        from rerank_lab.scoring import PairScorer
+        return _pair_scorer(self, model, cache)
 
-        return PairScorer(
-            model,
-            self.max_length,
-            self.batch_tokens,
-            self.dtype,
-            cache=cache,
-            family=self.family,
-            prompt=self.prompt,
-            cast=self.cast,
-            chat_template=self.chat_template,
-            revision=self.revision,
-            trust_remote_code=self.trust_remote_code,
-        )
+
+def _pair_scorer(entry: CrossEncoderReranker | CausalLMReranker, model: str, cache):
+    """The engine for a pair-scoring entry: its fields that decide a score become the key's spec."""
+    from rerank_lab.scoring import PairScorer
+    from rerank_lab.scoring_key import ScoringSpec
+
+    settings = {f: getattr(entry, f) for f in ("prompt", "chat_template", "cast", "revision", "trust_remote_code") if hasattr(entry, f)}
+    spec = ScoringSpec(family=entry.family, **settings)
+    return PairScorer(model, entry.max_length, entry.batch_tokens, entry.dtype, cache=cache, spec=spec)
