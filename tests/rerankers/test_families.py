@@ -117,7 +117,10 @@ def test_cast_runs_the_weights_in_bf16_close_to_fp32(models):
     ("settings", "message"),
     [
         ({"type": "causal-lm"}, r"^rerankers\.r\.model: "),
-        ({"type": "listwise"}, r"^rerankers\.r\.type: unknown reranker type, got 'listwise' \(fix: use one of: bi-encoder, causal-lm, "),
+        (
+            {"type": "listwise"},
+            r"^rerankers\.r\.type: unknown reranker type, got 'listwise' \(fix: did you mean 'listwise-llm'\? use one of: bi-encoder, ",
+        ),
         ({"type": "cross-encoder", "dtype": "int4"}, r"^rerankers\.r\.dtype: "),
     ],
 )

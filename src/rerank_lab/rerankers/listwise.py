@@ -231,10 +231,11 @@ class ListwiseScorer:
             ) from None
         except openai.APIStatusError as exc:
             said = " ".join(str(exc.message).split())[:300]
+            logprobs = "; a server that refuses logprobs takes scoring: permutation" if "logprobs" in body else ""
             raise ConfigError(
                 f"the LLM server answered HTTP {exc.status_code}: {said}",
                 path=f"{s.base_url} ({self.model})",
-                fix=f"check rerankers.<name>.model, the key in ${s.api_key_env} and the request settings against the server",
+                fix=f"check rerankers.<name>.model, the key in ${s.api_key_env} and the request settings against the server{logprobs}",
             ) from None
 
     def _read(self, choice: Any, n: int) -> tuple[list[int], str]:
