@@ -53,11 +53,25 @@ def _run(*args) -> None:
     cli.cli.main([str(a) for a in args], prog_name="rerank-lab", standalone_mode=False)
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_each_family_runs_as_an_r0_cell_through_score_tune_and_evaluate(world, family, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def llm_server(tmp_path_factory):
+    """A real OpenAI-compatible server (``transformers serve``) with a tiny Llama whose every answer
+    names the second passage of a window first."""
+    from tests.llm_server import build_tiny_llm, transformers_serve
+    from tests.rerankers.test_listwise import VOCAB
+
+    root = tmp_path_factory.mktemp("listwise-cell")
+    model = build_tiny_llm(root / "tiny-llama", VOCAB)
+    with transformers_serve(model, root / "serve.log") as url:
+        yield {"type": "listwise-llm", "model": str(model), "base_url": url, "window": 3, "stride": 2, "max_tokens": 4,
+               "scoring": "permutation", "logit_bias": {str(VOCAB["[2]"]): 100.0}, "cache": str(root / "windows")}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, "listwise-llm"])
+def test_each_family_runs_as_an_r0_cell_through_score_tune_and_evaluate(world, family, tmp_path, monkeypatch, request):
     monkeypatch.chdir(world)  # paths as dvc.yaml gives them: relative to the repository
-    entry = dict(FAMILIES[family])
-    if entry["model"] != MINILM:
+    entry = dict(FAMILIES[family]) if family in FAMILIES else request.getfixturevalue("llm_server")
+    if family in ("cross-encoder", "causal-lm"):  # a local folder: under the declared models/pretrained
         entry["model"] = f"models/pretrained/{entry['model']}"
     params = {
         "score": {"runs": ["bm25"], "top_k": TOP_K, "name": "ce", "reranker": family, "splits": ["validation", "test"]},
@@ -87,7 +101,14 @@ def test_each_family_runs_as_an_r0_cell_through_score_tune_and_evaluate(world, f
     passages = {d["id"]: passage_text(d["title"], d["text"]) for d in load_corpus("corpus")}
     first = read_run(Path("runs") / "bm25" / "test.trec")
     keys = [(q, d) for q in sorted(first) for d, _ in ranked(first[q])[:TOP_K]]
-    want = make_reranker(family, entry).scorer(entry["model"], None).score([(queries[q], passages[d]) for q, d in keys])
+    scorer = make_reranker(family, entry).scorer(entry["model"], None)
+    if family == "listwise-llm":  # each query's head as one list (its windows now read back from the cache)
+        heads = {q: [d for d, _ in ranked(first[q])[:TOP_K]] for q in sorted(first)}
+        lists = scorer.score_lists([(queries[q], [passages[d] for d in docs]) for q, docs in heads.items()])
+        want = np.concatenate(lists)
+        assert scorer.forward_calls == 0
+    else:
+        want = scorer.score([(queries[q], passages[d]) for q, d in keys])
     np.testing.assert_allclose([table[q][d] for q, d in keys], want, atol=1e-4)
     assert np.ptp(want) > 1e-3
 

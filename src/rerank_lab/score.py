@@ -147,7 +147,7 @@ def run(cfg: tuple[ScoreConfig, Any], inputs: dict[str, Any], outputs: dict[str,
     model = reranker.model
     if model == TRAINED:
         model = str(inputs["model"])
-    else:
+    elif getattr(reranker, "reads_model_files", True):
         require_declared(model, inputs.get("models"), f"rerankers.{score_cfg.reranker}.model")
     scorer = reranker.scorer(model, ScoreCache(outputs.get("cache")))
     queries = split_queries(inputs["dataset"], score_cfg.splits)

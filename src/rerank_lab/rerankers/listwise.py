@@ -79,6 +79,7 @@ class ListwiseLLMReranker:
     cache: str | None = None  # folder of finished windows; null: llm-rerank/ in the per-user cache
 
     family = "listwise-llm"
+    reads_model_files = False  # the server loads the model: its name is not a local input of the stage
 
     def __post_init__(self) -> None:
         problem = template_problem(self.prompt)
