@@ -8,14 +8,13 @@ also reranks the pipeline's BM25 test run (top ``--top-k``) with fp32 and with t
 prints both nDCG@10: the ranking change the fast option costs.
 
     .venv/bin/python bench/score_throughput.py [--model models/scifact_rationales/reranker] [--pairs 300]
-        [--max-length 256] [--ndcg]
+        [--max-length 256] [--ndcg] 2>/dev/null   # stderr: the engine's progress bars
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import platform
 import time
 from importlib import metadata
@@ -96,7 +95,6 @@ def main() -> None:
     ap.add_argument("--ndcg", action="store_true", help="also the nDCG@10 change of the fast option (the pipeline's outputs needed)")
     ap.add_argument("--top-k", type=int, default=20)
     args = ap.parse_args()
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the engine's progress bars
     import torch
 
     _quiet()
