@@ -46,6 +46,7 @@ FAMILIES = {
     "cross-encoder": {"type": "cross-encoder", "model": "bert2", "max_length": 32},
     "causal-lm": {"type": "causal-lm", "model": "qwen", "prompt": "Judge relevance", "max_length": 32},
     "bi-encoder": {"type": "bi-encoder", "model": MINILM, "max_length": 32},
+    "late-interaction": {"type": "late-interaction", "model": MINILM, "query_length": 8, "document_length": 16, "pool_factor": 2},
 }
 
 
@@ -112,6 +113,8 @@ def test_each_family_runs_as_an_r0_cell_through_score_tune_and_evaluate(world, f
     np.testing.assert_allclose([table[q][d] for q, d in keys], want, atol=1e-4)
     assert np.ptp(want) > 1e-3
 
+    scored = json.loads((out / "score.json").read_text())
+    assert ("index_vectors_per_document" in scored) == (family == "late-interaction")  # what a pooled index would hold
     tuned = json.loads((out / "tune.json").read_text())
     assert tuned["trials"] == 8 and tuned["tuned"] is True
     metrics = json.loads((out / "evaluate.json").read_text())

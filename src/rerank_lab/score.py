@@ -119,6 +119,9 @@ def score_runs(cfg: ScoreConfig, scorer, runs_root: Path, queries: dict[str, dic
                 table[(name, split)] = head
                 stats[f"{name}_{split}_pairs"] = sum(len(v) for v in head.values())
         write_scores(table, tmp / "scores.tsv")
+    if hasattr(scorer, "index_stats"):  # late interaction: the vectors an index of the reranked docs would hold
+        docs = sorted({d for head in table.values() for docs in head.values() for d in docs})
+        stats.update({f"index_{k}": v for k, v in scorer.index_stats([passages[d] for d in docs]).items()})
     stats.update({"pairs_computed": scorer.pairs_scored, "pairs_from_cache": scorer.cache.hits, "forward_batches": scorer.forward_calls})
     return stats
 

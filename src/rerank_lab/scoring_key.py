@@ -23,7 +23,7 @@ from rerank_lab.models import hub_config, hub_revision, resolve_model
 SCORING_VERSION = 2
 TRUNCATION = "longest_first"
 FRESH_HEAD_SEED = 0
-FAMILIES = ("cross-encoder", "causal-lm", "bi-encoder")
+FAMILIES = ("cross-encoder", "causal-lm", "bi-encoder", "late-interaction")
 # Files in a model folder that hold no scoring state: our training report and the model card.
 NOT_SCORING_STATE = {"rerank_lab_train.json", "README.md", ".rerank-lab-output"}  # the last: the stage runner's marker (io.outputs.MARKER)
 # Folders that hold download bookkeeping (timestamps, etags), not model files.
@@ -36,6 +36,7 @@ SCORE_RULES: dict[Any, str] = {
     2: "logit[1] - logit[0]",
     "lm": "logit[yes] - logit[no] at the last token (sentence-transformers LogitScore)",
     "embedding": "cosine of the query's and the passage's embeddings",
+    "tokens": "MaxSim: the sum over query tokens of the best dot product with a (pooled) document token, L2-normalised",
 }
 
 
@@ -51,6 +52,8 @@ class ScoringSpec:
     cast: bool = False
     revision: str | None = None
     trust_remote_code: bool = False
+    query_length: int | None = None  # late interaction: queries' token limit (documents': max_length)
+    pooling: str | None = None  # late interaction: how document tokens are pooled (None: not at all)
 
 
 PLAIN = ScoringSpec()  # a cross-encoder as its files say
@@ -96,6 +99,8 @@ def head_size(config: dict[str, Any] | None, name: str, family: str = "cross-enc
     """
     if family == "bi-encoder":
         return "embedding"
+    if family == "late-interaction":
+        return "tokens"
     if config is None:
         return None
     arch = (config.get("architectures") or [""])[0]
@@ -185,6 +190,10 @@ def fingerprint(
         identity["weights"] = dtype
     if spec.trust_remote_code:
         identity["trust_remote_code"] = True
+    if spec.query_length is not None:
+        identity["query_length"] = spec.query_length
+    if spec.pooling is not None:
+        identity["pooling"] = spec.pooling
     return identity
 
 

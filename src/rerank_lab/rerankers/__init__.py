@@ -12,7 +12,9 @@ Families (``type``):
 * ``bi-encoder`` -- the cosine of a sentence embedding model's query and passage embeddings (the
   cheapest R0 baseline);
 * ``listwise-llm`` -- a served LLM (any OpenAI-compatible endpoint) ordering each query's head in
-  sliding windows (RankGPT; FIRST's first-token log-probabilities where the server returns them).
+  sliding windows (RankGPT; FIRST's first-token log-probabilities where the server returns them);
+* ``late-interaction`` -- MaxSim over token embeddings, the document's tokens pooled at scoring
+  time (``pool_factor``, ``pool_method``: hierarchical or kmeans).
 
 Every pairwise family scores through the shared engine (:mod:`rerank_lab.scoring`): the score
 cache, each distinct pair once, scores back in input order.
@@ -24,6 +26,7 @@ from typing import Any
 
 from rerank_lab.registry import make
 from rerank_lab.rerankers.bi_encoder import BiEncoderReranker
+from rerank_lab.rerankers.late_interaction import LateInteractionReranker
 from rerank_lab.rerankers.listwise import ListwiseLLMReranker
 from rerank_lab.rerankers.pairwise import TRAINED, CausalLMReranker, CrossEncoderReranker
 
@@ -32,6 +35,7 @@ RERANKERS: dict[str, type] = {
     "causal-lm": CausalLMReranker,
     "bi-encoder": BiEncoderReranker,
     "listwise-llm": ListwiseLLMReranker,
+    "late-interaction": LateInteractionReranker,
 }
 
 __all__ = ["RERANKERS", "TRAINED", "make_reranker"]

@@ -1,0 +1,108 @@
+"""A late-interaction (ColBERT-style) reranker: MaxSim over L2-normalised token embeddings, with the
+document's tokens pooled at scoring time (:mod:`rerank_lab.late_interaction.pooling`).
+
+The model is a sentence-transformers model read for its token embeddings (queries cut to
+``query_length`` tokens, documents to ``document_length``); the first ``protected`` document
+token ([CLS]) is never pooled. ``pool_factor`` 1 keeps every vector; a factor f leaves
+max(floor(n'/f), 1) + protected vectors per document of n = n' + protected tokens. Every setting that
+changes a score (pooling included) is part of the score cache's key.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from rerank_lab.config import params_model
+from rerank_lab.models import best_device
+from rerank_lab.score_cache import ScoreCache
+from rerank_lab.scoring import CachedScorer, Pair
+from rerank_lab.scoring_key import ScoringSpec, fingerprint, key_of
+
+log = logging.getLogger(__name__)
+
+
+@params_model("rerankers.<name>")
+class LateInteractionReranker:
+    """MaxSim of a query's token embeddings against a document's (pooled) token embeddings."""
+
+    model: str = Field("all-MiniLM-L6-v2", min_length=1)
+    query_length: int = Field(32, ge=2)
+    document_length: int = Field(300, ge=2)
+    pool_factor: int = Field(1, ge=1)
+    pool_method: Literal["hierarchical", "kmeans"] = "hierarchical"
+    pool_seed: int = 0
+    protected: int = Field(1, ge=0)
+    batch_size: int = Field(32, ge=1)
+
+    family = "late-interaction"
+
+    def scorer(self, model: str, cache) -> MaxSimScorer:
+        return MaxSimScorer(self, model, cache)
+
+
+class MaxSimScorer(CachedScorer):
+    """Scores pairs by MaxSim; each distinct query and document is embedded (and pooled) once per call."""
+
+    def __init__(self, settings: LateInteractionReranker, model: str, cache: ScoreCache | None = None, device: str = "auto") -> None:
+        self.settings, self.name = settings, model
+        self.device = best_device() if device == "auto" else device
+        self.cache = cache or ScoreCache(None)
+        s = settings
+        pooling = f"{s.pool_method} x{s.pool_factor}, seed {s.pool_seed}, {s.protected} protected" if s.pool_factor > 1 else None
+        spec = ScoringSpec(family=s.family, query_length=s.query_length, pooling=pooling)
+        self.identity = fingerprint(model, s.document_length, "float32", self.device, spec)
+        self.key = key_of(self.identity)
+        self.pairs_scored = self.forward_calls = 0
+        self._model = None
+
+    def _load(self):
+        if self._model is None:
+            from rerank_lab.models import load_sentence_transformer
+
+            self._model = load_sentence_transformer(self.name)
+        return self._model
+
+    def _embed(self, texts: list[str], length: int) -> list[np.ndarray]:
+        """Each text's token embeddings (special tokens included, no padding), L2-normalised."""
+        model = self._load()
+        model.max_seq_length = length
+        out = model.encode(texts, output_value="token_embeddings", batch_size=self.settings.batch_size, device=self.device)
+        self.forward_calls += -(-len(texts) // self.settings.batch_size)
+        rows = [t.float().cpu().numpy().astype(np.float64) for t in out]
+        return [r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12) for r in rows]
+
+    def document_vectors(self, documents: list[str]) -> list[np.ndarray]:
+        """Each document's vectors as the index would hold them: token embeddings, pooled."""
+        from rerank_lab.late_interaction import pool
+
+        s = self.settings
+        return [pool(v, s.pool_factor, s.pool_method, s.pool_seed, s.protected) for v in self._embed(documents, s.document_length)]
+
+    def _compute(self, pairs: list[Pair]) -> np.ndarray:
+        from rerank_lab.late_interaction import maxsim_pair
+
+        queries = list(dict.fromkeys(q for q, _ in pairs))
+        documents = list(dict.fromkeys(d for _, d in pairs))
+        q_vec = dict(zip(queries, self._embed(queries, self.settings.query_length)))
+        d_vec = dict(zip(documents, self.document_vectors(documents)))
+        return np.array([maxsim_pair(q_vec[q], d_vec[d]) for q, d in pairs], dtype=np.float64)
+
+    def index_stats(self, documents: list[str]) -> dict[str, float]:
+        """Vectors per document and the index size they make (fp16 vectors), from token counts alone
+        (the rule of :func:`rerank_lab.late_interaction.pooled_count`): the same whatever the cache held."""
+        from rerank_lab.late_interaction import pooled_count
+
+        s = self.settings
+        tokenizer = self._load().tokenizer
+        counts = [min(len(ids), s.document_length) for ids in tokenizer(documents, truncation=False)["input_ids"]]
+        vectors = [pooled_count(n, s.pool_factor, s.protected) for n in counts]
+        dim = self._load().get_sentence_embedding_dimension() or 0
+        return {
+            "documents": len(documents),
+            "vectors_per_document": round(float(np.mean(vectors)), 4) if vectors else 0.0,
+            "index_mb_fp16": round(sum(vectors) * dim * 2 / 2**20, 4),
+        }
