@@ -32,7 +32,7 @@ from rerank_lab.config import show as show_value
 from rerank_lab.errors import ConfigError, RerankLabError
 from rerank_lab.exp_run import ExpRun, experiment_rev, read_at, run_experiment
 from rerank_lab.hpo_space import TRIAL_KEY, HpoConfig, make_pruner, make_sampler, parse_config, study_name
-from rerank_lab.optuna_storage import WORKER, WORKER_ATTR, counted, fail_orphans
+from rerank_lab.optuna_storage import WORKER, WORKER_ATTR, counted, fail_orphans, over_budget, within_budget
 from rerank_lab.optuna_storage import shown as shown_storage
 
 RANGE_KEYS = ("low", "high", "log", "step")
@@ -201,6 +201,8 @@ def run(params_path: Path, trials: int | None = None, finalists: bool = True, ec
         if failed >= MAX_FAILURES:
             raise RerankLabError(f"{failed} trials failed in a row in this run", fix="read the trial logs above; fix the cause, then rerun")
         trial = ask_next(study, cfg, dists)
+        if not within_budget(study, trial, budget):  # another worker took the last place since the count
+            break
         trial.set_user_attr(WORKER_ATTR, WORKER)
         exp = f"{name}-t{trial.number:03d}"
         cell = {k: trial.params[k] for k in dists} | {TRIAL_KEY: f"{name}/{trial.number}"}
@@ -247,7 +249,7 @@ def ask_next(study, cfg: HpoConfig, dists: dict[str, Any]):
 def summarize(study) -> dict[str, Any]:
     from optuna.trial import TrialState
 
-    trials = study.trials
+    trials = [t for t in study.trials if not over_budget(t)]  # a trial asked past the budget never ran
     out: dict[str, Any] = {
         "complete": sum(t.state == TrialState.COMPLETE for t in trials),
         "pruned": sum(t.state == TrialState.PRUNED for t in trials),
@@ -309,8 +311,9 @@ def show(params_path: Path, echo: Callable[[str], Any] = print) -> list[dict[str
     rows = []
     for t in study.trials:
         last = max(t.intermediate_values) if t.intermediate_values else None
-        rows.append({"number": t.number, "state": t.state.name.lower(), "value": t.value, "last_step": last, "params": t.params})
+        state = "unrun" if over_budget(t) else t.state.name.lower()  # asked past the budget (another worker's place)
+        rows.append({"number": t.number, "state": state, "value": t.value, "last_step": last, "params": t.params})
         value = f"{t.value:.4f}" if t.value is not None else "-"
         values = " ".join(f"{k}={_yaml(v)}" for k, v in t.params.items())
-        echo(f"{t.number:>3}  {t.state.name.lower():<8}  {value:>7}  step {last if last is not None else '-':>5}  {values}")
+        echo(f"{t.number:>3}  {state:<8}  {value:>7}  step {last if last is not None else '-':>5}  {values}")
     return rows

@@ -49,6 +49,62 @@ def counted(study) -> int:
     return len(study.get_trials(deepcopy=False, states=budget_states()))
 
 
+OVER_BUDGET_ATTR = "over_budget"  # a trial's user attribute: asked past the budget, failed unrun
+
+
+def within_budget(study, trial, budget: int) -> bool:
+    """Whether the just-asked ``trial`` lies within the study's ``budget``: fewer than ``budget``
+    trials that count (:func:`budget_states`) were asked before it. Otherwise it is failed unrun,
+    marked ``over_budget``, and False returned.
+
+    Workers of a shared study check the budget and then ask, so two may both see one place left and
+    both ask. Trial numbers are handed out atomically by the storage, so the order they give settles
+    who had the place: the later trial is never run, and every worker ends with the same trials."""
+    from optuna.trial import TrialState
+
+    ahead = sum(t.number < trial.number for t in study.get_trials(deepcopy=False, states=budget_states()))
+    if ahead < budget:
+        return True
+    trial.set_user_attr(OVER_BUDGET_ATTR, True)
+    study.tell(trial, state=TrialState.FAIL)
+    return False
+
+
+def over_budget(trial) -> bool:
+    """Whether ``trial`` (a FrozenTrial) was asked past the budget and never run (:func:`within_budget`)."""
+    return bool(trial.user_attrs.get(OVER_BUDGET_ATTR))
+
+
+def run_trials(study, objective, budget: int) -> list[int]:
+    """Run ``objective`` on new trials until ``study`` holds ``budget`` trials that count (its
+    total, however many workers fill it); returns the numbers of the trials this call ran.
+
+    ``study.optimize`` with Optuna's ``MaxTrialsCallback`` checks the count after a trial and asks
+    the next one later, so a worker can ask a trial past the budget after another worker has
+    already counted the study full and reported; here each asked trial is checked against the
+    trials asked before it (:func:`within_budget`). The same asks and tells as ``optimize``, so a
+    study of one worker draws the same points."""
+    import optuna
+    from optuna.trial import TrialState
+
+    ran: list[int] = []
+    while counted(study) < budget:
+        trial = study.ask()
+        if not within_budget(study, trial, budget):
+            break
+        ran.append(trial.number)
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        study.tell(trial, value)
+    return ran
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -14,7 +14,8 @@ together: ``n_trials`` is then the study's total, a rerun only adds what is miss
 result depends on how the workers interleaved -- not reproducible, and documented as such. Each
 trial records the worker that ran it (``worker``: host and process); a worker that reaches the
 budget waits for the trials other workers are still running, so every worker of a study reports
-the same finished trials and the same best one. The
+the same finished trials and the same best one (a trial asked past the budget, by a worker that
+saw the last place free at the moment another took it, is failed unrun: :func:`run_trials`). The
 study's name covers the inputs, the search space and the source of every module the tune stage
 executes (:func:`objective_code`), so a code change never continues a study run by other code.
 """
@@ -35,7 +36,17 @@ from typing import TYPE_CHECKING, Any
 from rerank_lab.answerability import Answerability
 from rerank_lab.errors import InputError
 from rerank_lab.io.qrels import Qrels
-from rerank_lab.optuna_storage import WORKER, WORKER_ATTR, budget_states, counted, fail_orphans, open_storage, resolve_storage_url, shown  # noqa: F401 -- re-exported: tune's storage
+from rerank_lab.optuna_storage import (
+    WORKER,
+    WORKER_ATTR,
+    counted,
+    fail_orphans,
+    open_storage,
+    over_budget,
+    resolve_storage_url,  # noqa: F401 -- re-exported: tune's storage
+    run_trials,
+    shown,
+)
 from rerank_lab.policy import QueryCandidates, Settings, Subset, System, first_stage_score, fit_calibrators, pair_labels
 
 if TYPE_CHECKING:
@@ -239,10 +250,7 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
             gates = tuple(g for g in gates if g != "answerability")
     system = System.build(cands, calibrators, answerability)
 
-    ran: list[int] = []  # the trials this run ran (other workers may be filling the same study)
-
     def objective(trial) -> float:
-        ran.append(trial.number)
         if storage_url:
             trial.set_user_attr(WORKER_ATTR, WORKER)
         s = suggest(trial, cfg, reranked_k, depth, gates)
@@ -292,14 +300,14 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
             first["gate"] = "reranker" if "reranker" in gates else gates[0]
         study.enqueue_trial(first, skip_if_exists=True)  # skipped when another worker enqueued it first
     # n_trials is the study's total: a shared study already holding trials only gets what is missing
-    stop_at_total = optuna.study.MaxTrialsCallback(cfg.n_trials, states=budget_states())
-    study.optimize(objective, n_trials=max(0, cfg.n_trials - used), callbacks=[stop_at_total], gc_after_trial=False)
+    ran = run_trials(study, objective, cfg.n_trials)  # the trials this run ran (other workers may be filling the same study)
     if storage is not None:
         _wait_for_other_workers(study)
+    listed = [t for t in study.trials if not over_budget(t)]  # a trial asked past the budget never ran
     best_trial = _feasible_best(study, epsilon)
     if best_trial is None:
         raise InputError(
-            f"no trial of study {name!r} met false-evidence <= {epsilon} ({len(study.trials)} trials)",
+            f"no trial of study {name!r} met false-evidence <= {epsilon} ({len(listed)} trials)",
             fix="raise tune.epsilon, or add trials (tune.n_trials)",
         )
     best = Settings.from_params(best_trial.params)
@@ -313,11 +321,11 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
         ndcg, fer = first_stage_score(cands, subset)
         results[f"first_stage_{part}_ndcg@10"] = round(ndcg, 6)
         results[f"first_stage_{part}_false_evidence"] = round(fer, 6)
-    states = [t.state.name.lower() for t in study.trials]
+    states = [t.state.name.lower() for t in listed]
     summary = {
         "study": name,
         "tuned": True,
-        "trials": len(study.trials),
+        "trials": len(listed),
         "trials_this_run": len(ran),
         "complete": states.count("complete"),
         "pruned": states.count("pruned"),
@@ -346,7 +354,7 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
             "feasible": t.user_attrs.get("false_evidence", 1.0) <= epsilon + 1e-12,
             "params": json.dumps(t.params, sort_keys=True),
         }
-        for t in study.trials
+        for t in listed
     ]
     topk = []
     for k in range(1, reranked_k + 1):
