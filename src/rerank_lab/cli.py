@@ -291,12 +291,29 @@ def train(**options: Any) -> None:
     run_stage(TRAIN, stage, options)
 
 
-SCORE = Stage("score", inputs=("model", "runs", "dataset", "corpus", "models"), metrics="metrics", caches=("cache",))
+LATE = Stage("train-late", inputs=("dataset", "models"), outputs=("output",), metrics="metrics")
+
+
+@cli.command("train-late")
+@PARAMS
+@click.option("--dataset", required=True, type=click.Path(), help="the training dataset (its train split)")
+@click.option("--output", required=True, type=click.Path(), help="the model folder (a sentence-transformers MultiVectorEncoder)")
+@METRICS
+@MODELS
+def train_late(**options: Any) -> None:
+    """Train a late-interaction (MaxSim) reranker with the late_train section: contrastive or distillation, with or without pooling."""
+    from rerank_lab.late_interaction import train as stage
+
+    run_stage(LATE, stage, options)
+
+
+SCORE = Stage("score", inputs=("model", "late_model", "runs", "dataset", "corpus", "models"), metrics="metrics", caches=("cache",))
 
 
 @cli.command()
 @PARAMS
 @click.option("--model", required=True, type=click.Path(), help="the train stage's model folder (a reranker's model: trained)")
+@click.option("--late-model", type=click.Path(), help="the train-late stage's model folder (a late-interaction reranker's model: trained)")
 @click.option("--runs", required=True, type=click.Path(), help="folder with one sub-folder per first-stage run")
 @click.option("--dataset", required=True, type=click.Path())
 @click.option("--corpus", required=True, type=click.Path())

@@ -123,3 +123,16 @@ def hub_config(repo_id: str, revision: str | None = None) -> str | None:
 
     cached = try_to_load_from_cache(repo_id, "config.json", cache_dir=hub_cache(), revision=revision)
     return cached if isinstance(cached, str) else None
+
+
+def drop_card_timings(card: Path) -> None:
+    """Remove the "Training Time" section sentence-transformers writes into a model card: wall time
+    stays out of a model folder, so that the same inputs give the same bytes."""
+    if not card.is_file():
+        return
+    text = card.read_text(encoding="utf-8")
+    start = text.find("### Training Time")
+    if start >= 0:
+        end = text.find("\n#", start + 1)
+        text = text[:start] + (text[end + 1 :] if end >= 0 else "")
+        card.write_text(text, encoding="utf-8")

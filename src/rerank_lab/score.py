@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from rerank_lab.config import ListOf, Split, params_model, parse, section
-from rerank_lab.errors import InputError
+from rerank_lab.errors import ConfigError, InputError
 from rerank_lab.io.atomic import atomic_dir
 from rerank_lab.io.scores import Scores, write_scores
 from rerank_lab.io.trec import Run, ranked, ranked_scores, read_run, write_run
@@ -148,8 +148,13 @@ def run(cfg: tuple[ScoreConfig, Any], inputs: dict[str, Any], outputs: dict[str,
 
     score_cfg, reranker = cfg
     model = reranker.model
-    if model == TRAINED:
-        model = str(inputs["model"])
+    if model == TRAINED:  # the train stage's model, or for a family trained by its own stage that stage's (train-late)
+        option = getattr(reranker, "trained_input", "model")
+        if inputs.get(option) is None:
+            flag = "--" + option.replace("_", "-")
+            what = f"rerankers.{score_cfg.reranker}.model is trained, but no {flag} was given"
+            raise ConfigError(what, fix=f"pass {flag} (dvc.yaml does)")
+        model = str(inputs[option])
     elif getattr(reranker, "reads_model_files", True):
         require_declared(model, inputs.get("models"), f"rerankers.{score_cfg.reranker}.model")
     scorer = reranker.scorer(model, ScoreCache(outputs.get("cache")))

@@ -71,7 +71,7 @@ from rerank_lab.io.atomic import atomic_dir
 from rerank_lab.io.qrels import Qrels
 from rerank_lab.losses import LOSSES, loss_spec, make_loss
 from rerank_lab.losses.curriculum import CurriculumLoss
-from rerank_lab.models import best_device, resolve_model
+from rerank_lab.models import best_device, drop_card_timings, resolve_model
 from rerank_lab.train_examples import build_examples, dev_samples
 
 log = logging.getLogger(__name__)
@@ -325,25 +325,13 @@ def _train(
         return metrics, history
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
-        _drop_timings(tmp / "README.md")
+        drop_card_timings(tmp / "README.md")
         # wall time stays out of the model folder so that the same inputs give the same bytes
         stable = {k: v for k, v in metrics.items() if k not in VOLATILE}
         (tmp / "rerank_lab_train.json").write_text(
             json.dumps({"config": dataclasses.asdict(cfg), "metrics": stable}, indent=2, sort_keys=True) + "\n"
         )
     return metrics, history  # checkpoint_folder empties the checkpoints
-
-
-def _drop_timings(card: Path) -> None:
-    """Remove the "Training Time" section sentence-transformers writes into the model card."""
-    if not card.is_file():
-        return
-    text = card.read_text(encoding="utf-8")
-    start = text.find("### Training Time")
-    if start >= 0:
-        end = text.find("\n#", start + 1)
-        text = text[:start] + (text[end + 1 :] if end >= 0 else "")
-        card.write_text(text, encoding="utf-8")
 
 
 def write_plots(history: list[dict[str, Any]], folder: Path) -> None:

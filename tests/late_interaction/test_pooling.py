@@ -4,8 +4,6 @@ variant against the numpy one, gradients through the cluster means."""
 
 from __future__ import annotations
 
-from itertools import islice
-
 import numpy as np
 import pytest
 import torch
@@ -13,7 +11,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import pdist
 
 from rerank_lab.errors import ConfigError
-from rerank_lab.late_interaction import maxsim, maxsim_pair, pool, pool_factor_sampler, pool_torch, pooled_count
+from rerank_lab.late_interaction import maxsim, maxsim_pair, pool, pool_torch, pooled_count
 
 METHODS = ["hierarchical", "kmeans"]
 
@@ -146,14 +144,6 @@ def test_torch_pooling_factor_one_is_the_identity():
     assert torch.equal(pooled_mask, mask.bool())
 
 
-def test_sampler_is_seeded_in_range_and_covers_it():
-    draws = list(islice(pool_factor_sampler(1, 6, seed=0), 300))
-    assert draws == list(islice(pool_factor_sampler(1, 6, seed=0), 300))
-    assert draws != list(islice(pool_factor_sampler(1, 6, seed=1), 300))
-    assert set(draws) == {1, 2, 3, 4, 5, 6}  # uniform over 6 values: 300 draws miss one with chance ~6 * (5/6)^300
-    assert set(islice(pool_factor_sampler(2, 4, seed=0), 100)) == {2, 3, 4}
-
-
 def test_bad_settings_say_what_to_use():
     with pytest.raises(ConfigError, match="pool factor 0 is not a whole number >= 1"):
         pool(DOC, 0, "kmeans")
@@ -161,7 +151,5 @@ def test_bad_settings_say_what_to_use():
         pool(DOC, 2, "ward")
     with pytest.raises(ValueError, match=r"one document's token vectors \(n, d\)"):
         pool(DOC[None], 2, "kmeans")
-    with pytest.raises(ConfigError, match="range 3..2 is empty"):
-        next(pool_factor_sampler(3, 2))
     with pytest.raises(ValueError, match="a document has no unmasked token"):
         maxsim(torch.ones(1, 2, 2), torch.ones(1, 3, 2), doc_mask=torch.zeros(1, 3))

@@ -1,7 +1,7 @@
-"""Late interaction (ColBERT-style multi-vector scoring): document token pooling, MaxSim and the
-per-batch pool factor of pool-aware training (:mod:`rerank_lab.late_interaction.pooling`).
-
-A library for the coming late-interaction reranker family; no stage imports it yet.
+"""Late interaction (ColBERT-style multi-vector scoring): document token pooling and MaxSim
+(:mod:`rerank_lab.late_interaction.pooling`), the same pooling as a sentence-transformers module for
+pool-aware training (:mod:`rerank_lab.late_interaction.token_pooling`), and the train-late stage
+(:mod:`rerank_lab.late_interaction.train`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from rerank_lab.late_interaction.pooling import (
     maxsim,
     maxsim_pair,
     pool,
-    pool_factor_sampler,
+    pool_tokens_torch,
     pool_torch,
     pooled_count,
 )
 
-__all__ = ["POOL_METHODS", "cluster_labels", "maxsim", "maxsim_pair", "pool", "pool_factor_sampler", "pool_torch", "pooled_count"]
+__all__ = ["POOL_METHODS", "cluster_labels", "maxsim", "maxsim_pair", "pool", "pool_tokens_torch", "pool_torch", "pooled_count"]

@@ -24,7 +24,7 @@ Performance Impact via Token Pooling" (2024); PyLate (lightonai/pylate, pylate/m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -122,6 +122,26 @@ def pool(vectors: np.ndarray, factor: int, method: str, seed: int = 0, protected
     return np.concatenate([head, means.astype(vectors.dtype)])
 
 
+def pool_tokens_torch(
+    tokens: torch.Tensor, factor: int, method: str, seed: int = 0, protected: int = 1, normalize: bool = True
+) -> torch.Tensor:
+    """:func:`pool` of one document's token embeddings ``(n, d)`` inside a training forward: the
+    clusters are found on a detached copy (no gradient through the assignment), the outputs are
+    means of the differentiable embeddings, so every token of a cluster gets a gradient."""
+    import torch
+    import torch.nn.functional as F
+
+    _check(factor, method, protected)
+    rest = tokens[protected:]
+    labels = cluster_labels(rest.detach().float().cpu().numpy(), factor, method, seed)
+    if labels is None:
+        return tokens
+    index = torch.as_tensor(labels, device=tokens.device)
+    sums = tokens.new_zeros(int(labels.max()) + 1, tokens.shape[1]).index_add(0, index, rest)
+    means = sums / torch.bincount(index).unsqueeze(1).to(sums.dtype)
+    return torch.cat([tokens[:protected], F.normalize(means, dim=-1) if normalize else means])
+
+
 def pool_torch(
     embeddings: torch.Tensor,
     mask: torch.Tensor,
@@ -131,14 +151,11 @@ def pool_torch(
     protected: int = 1,
     normalize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`pool` inside a training forward: ``embeddings`` (B, L, d) with ``mask`` (B, L) ->
-    pooled (B, K, d) and its mask (B, K), K the batch's largest pooled count. Each document's
-    unmasked tokens are pooled; the clusters are found on detached copies (no gradient through
-    the assignment), the outputs are means of the differentiable embeddings, so every token of a
-    cluster gets a gradient. Padding rows are zeros. Factor 1 returns the inputs unchanged.
+    """:func:`pool_tokens_torch` of a padded batch: ``embeddings`` (B, L, d) with ``mask`` (B, L) ->
+    pooled (B, K, d) and its mask (B, K), K the batch's largest pooled count; padding rows are
+    zeros. Factor 1 returns the inputs unchanged.
     """
     import torch
-    import torch.nn.functional as F
     from torch.nn.utils.rnn import pad_sequence
 
     _check(factor, method, protected)
@@ -146,18 +163,7 @@ def pool_torch(
         raise ValueError(f"pool_torch takes embeddings (B, L, d) and mask (B, L), got {tuple(embeddings.shape)} and {tuple(mask.shape)}")
     if factor == 1:
         return embeddings, mask.bool()
-    docs = []
-    for emb, keep in zip(embeddings, mask.bool()):
-        tokens = emb[keep]  # (n, d): this document's tokens, padding dropped
-        rest = tokens[protected:]
-        labels = cluster_labels(rest.detach().float().cpu().numpy(), factor, method, seed)
-        if labels is None:
-            docs.append(tokens)
-            continue
-        index = torch.as_tensor(labels, device=tokens.device)
-        sums = tokens.new_zeros(int(labels.max()) + 1, tokens.shape[1]).index_add(0, index, rest)
-        means = sums / torch.bincount(index).unsqueeze(1).to(sums.dtype)
-        docs.append(torch.cat([tokens[:protected], F.normalize(means, dim=-1) if normalize else means]))
+    docs = [pool_tokens_torch(emb[keep], factor, method, seed, protected, normalize) for emb, keep in zip(embeddings, mask.bool())]
     counts = torch.tensor([len(d) for d in docs], device=embeddings.device)
     pooled_mask = torch.arange(int(counts.max()), device=embeddings.device)[None, :] < counts[:, None]
     return pad_sequence(docs, batch_first=True), pooled_mask
@@ -200,18 +206,3 @@ def maxsim_pair(query: np.ndarray, doc: np.ndarray) -> float:
     1.8
     """
     return float((query @ doc.T).max(axis=1).sum())
-
-
-def pool_factor_sampler(low: int = 1, high: int = 6, seed: int = 0) -> Iterator[int]:
-    """One pool factor per training batch, uniform over the integers ``low..high`` (both included),
-    from its own seeded generator (so the model's other random draws do not move it).
-
-    >>> from itertools import islice
-    >>> list(islice(pool_factor_sampler(1, 6, seed=0), 8)) == list(islice(pool_factor_sampler(1, 6, seed=0), 8))
-    True
-    """
-    if not 1 <= low <= high:
-        raise ConfigError(f"pool factor range {low}..{high} is empty or below 1", fix="use 1 <= low <= high, e.g. low 1, high 6")
-    rng = np.random.default_rng(seed)
-    while True:
-        yield int(rng.integers(low, high + 1))

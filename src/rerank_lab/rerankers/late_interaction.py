@@ -1,11 +1,14 @@
 """A late-interaction (ColBERT-style) reranker: MaxSim over L2-normalised token embeddings, with the
 document's tokens pooled at scoring time (:mod:`rerank_lab.late_interaction.pooling`).
 
-The model is a sentence-transformers model read for its token embeddings (queries cut to
-``query_length`` tokens, documents to ``document_length``); the first ``protected`` document
-token ([CLS]) is never pooled. ``pool_factor`` 1 keeps every vector; a factor f leaves
-max(floor(n'/f), 1) + protected vectors per document of n = n' + protected tokens. Every setting that
-changes a score (pooling included) is part of the score cache's key.
+The model: ``trained`` (the train-late stage's ``MultiVectorEncoder``, which dvc.yaml passes as
+``--late-model``), any sentence-transformers ``MultiVectorEncoder`` folder or hub id (its projection,
+masks and normalisation, queries encoded as queries and documents as documents), or any other
+sentence-transformers model read for its raw token embeddings (zero-shot). Queries are cut to
+``query_length`` tokens, documents to ``document_length``; the first ``protected`` document token
+([CLS]) is never pooled. ``pool_factor`` 1 keeps every vector; a factor f leaves
+max(floor(n'/f), 1) + protected vectors per document of n = n' + protected tokens. Every setting
+that changes a score (pooling included) is part of the score cache's key.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from rerank_lab.config import params_model
-from rerank_lab.models import best_device
+from rerank_lab.models import best_device, resolve_model
 from rerank_lab.score_cache import ScoreCache
 from rerank_lab.scoring import CachedScorer, Pair
 from rerank_lab.scoring_key import ScoringSpec, fingerprint, key_of
@@ -29,7 +32,7 @@ log = logging.getLogger(__name__)
 class LateInteractionReranker:
     """MaxSim of a query's token embeddings against a document's (pooled) token embeddings."""
 
-    model: str = Field("all-MiniLM-L6-v2", min_length=1)
+    model: str = Field("all-MiniLM-L6-v2", min_length=1)  # trained: the train-late stage's model
     query_length: int = Field(32, ge=2)
     document_length: int = Field(300, ge=2)
     pool_factor: int = Field(1, ge=1)
@@ -39,6 +42,7 @@ class LateInteractionReranker:
     batch_size: int = Field(32, ge=1)
 
     family = "late-interaction"
+    trained_input = "late_model"  # the score stage's input that model: trained names
 
     def scorer(self, model: str, cache) -> MaxSimScorer:
         return MaxSimScorer(self, model, cache)
@@ -61,17 +65,27 @@ class MaxSimScorer(CachedScorer):
 
     def _load(self):
         if self._model is None:
-            from rerank_lab.models import load_sentence_transformer
+            if is_multi_vector(self.name):
+                from sentence_transformers import MultiVectorEncoder
 
-            self._model = load_sentence_transformer(self.name)
+                self._model = MultiVectorEncoder(resolve_model(self.name), device=self.device)
+                self._model[0].query_length, self._model[0].document_length = self.settings.query_length, self.settings.document_length
+            else:
+                from rerank_lab.models import load_sentence_transformer
+
+                self._model = load_sentence_transformer(self.name)
         return self._model
 
-    def _embed(self, texts: list[str], length: int) -> list[np.ndarray]:
+    def _embed(self, texts: list[str], task: Literal["query", "document"]) -> list[np.ndarray]:
         """Each text's token embeddings (special tokens included, no padding), L2-normalised."""
-        model = self._load()
-        model.max_seq_length = length
-        out = model.encode(texts, output_value="token_embeddings", batch_size=self.settings.batch_size, device=self.device)
-        self.forward_calls += -(-len(texts) // self.settings.batch_size)
+        model, size = self._load(), self.settings.batch_size
+        if model.model_type == "MultiVectorEncoder":
+            encode = model.encode_query if task == "query" else model.encode_document
+            out = encode(texts, batch_size=size, device=self.device)
+        else:
+            model.max_seq_length = self.settings.query_length if task == "query" else self.settings.document_length
+            out = model.encode(texts, output_value="token_embeddings", batch_size=size, device=self.device)
+        self.forward_calls += -(-len(texts) // size)
         rows = [t.float().cpu().numpy().astype(np.float64) for t in out]
         return [r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12) for r in rows]
 
@@ -80,14 +94,14 @@ class MaxSimScorer(CachedScorer):
         from rerank_lab.late_interaction import pool
 
         s = self.settings
-        return [pool(v, s.pool_factor, s.pool_method, s.pool_seed, s.protected) for v in self._embed(documents, s.document_length)]
+        return [pool(v, s.pool_factor, s.pool_method, s.pool_seed, s.protected) for v in self._embed(documents, "document")]
 
     def _compute(self, pairs: list[Pair]) -> np.ndarray:
         from rerank_lab.late_interaction import maxsim_pair
 
         queries = list(dict.fromkeys(q for q, _ in pairs))
         documents = list(dict.fromkeys(d for _, d in pairs))
-        q_vec = dict(zip(queries, self._embed(queries, self.settings.query_length)))
+        q_vec = dict(zip(queries, self._embed(queries, "query")))
         d_vec = dict(zip(documents, self.document_vectors(documents)))
         return np.array([maxsim_pair(q_vec[q], d_vec[d]) for q, d in pairs], dtype=np.float64)
 
@@ -100,9 +114,26 @@ class MaxSimScorer(CachedScorer):
         tokenizer = self._load().tokenizer
         counts = [min(len(ids), s.document_length) for ids in tokenizer(documents, truncation=False)["input_ids"]]
         vectors = [pooled_count(n, s.pool_factor, s.protected) for n in counts]
-        dim = self._load().get_sentence_embedding_dimension() or 0
+        dim = self._load().get_embedding_dimension() or 0
         return {
             "documents": len(documents),
             "vectors_per_document": round(float(np.mean(vectors)), 4) if vectors else 0.0,
             "index_mb_fp16": round(sum(vectors) * dim * 2 / 2**20, 4),
         }
+
+
+def is_multi_vector(name: str) -> bool:
+    """Whether the model ``name`` (a folder, the packaged MiniLM, or a hub id in the local hub cache)
+    is a sentence-transformers ``MultiVectorEncoder``."""
+    import json
+    from pathlib import Path
+
+    path = Path(resolve_model(name))
+    if path.is_dir():
+        config = path / "config_sentence_transformers.json"
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config_sentence_transformers.json")
+        config = Path(cached) if isinstance(cached, str) else path / "absent"
+    return config.is_file() and json.loads(config.read_text()).get("model_type") == "MultiVectorEncoder"
