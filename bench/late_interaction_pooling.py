@@ -22,6 +22,7 @@ from rerank_lab.io.qrels import read_qrels
 from rerank_lab.io.trec import ranked, read_run
 from rerank_lab.late_interaction import maxsim_pair, pool
 from rerank_lab.rerankers import make_reranker
+from rerank_lab.rerankers.late_interaction import unit
 from rerank_lab.schema import passage_text
 from rerank_lab.score import reranked_run
 
@@ -47,8 +48,8 @@ def main() -> None:
     entry = {"type": "late-interaction", "model": args.model, "query_length": args.query_length, "document_length": args.document_length}
     scorer = make_reranker("li", entry).scorer(args.model, None)
     start = time.perf_counter()
-    q_vec = dict(zip(sorted(heads), scorer._embed([queries[q] for q in sorted(heads)], args.query_length)))
-    d_tok = dict(zip(docs, scorer._embed([passages[d] for d in docs], args.document_length)))
+    q_vec = dict(zip(sorted(heads), map(unit, scorer._embed([queries[q] for q in sorted(heads)], "query"))))
+    d_tok = dict(zip(docs, map(unit, scorer._embed([passages[d] for d in docs], "document"))))
     took = time.perf_counter() - start
     print(f"{args.dataset} test: {len(heads)} queries, BM25 top {args.top_k}, {len(docs)} documents embedded in {took:.0f} s")
     print(f"model {args.model}, query / document length {args.query_length} / {args.document_length}")

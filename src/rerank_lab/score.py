@@ -43,7 +43,7 @@ class ScoreConfig:
 
 # the shared cache's bookkeeping: depends on what earlier experiments scored, not on this stage's
 # inputs -- logged, kept out of the DVC metrics file
-VOLATILE = ("pairs_computed", "pairs_from_cache", "forward_batches")
+VOLATILE = ("pairs_computed", "pairs_from_cache", "forward_batches", "vectors_from_cache")
 
 
 def rerank(run: Run, queries: dict[str, str], passages: dict[str, str], scorer, top_k: int, path: str = "run") -> Run:
@@ -123,6 +123,7 @@ def score_runs(cfg: ScoreConfig, scorer, runs_root: Path, queries: dict[str, dic
         docs = sorted({d for head in table.values() for docs in head.values() for d in docs})
         stats.update({f"index_{k}": v for k, v in scorer.index_stats([passages[d] for d in docs]).items()})
     stats.update({"pairs_computed": scorer.pairs_scored, "pairs_from_cache": scorer.cache.hits, "forward_batches": scorer.forward_calls})
+    stats["vectors_from_cache"] = getattr(scorer, "vectors_reused", 0)  # late interaction: documents' token vectors read, not embedded
     return stats
 
 

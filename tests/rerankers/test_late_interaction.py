@@ -88,3 +88,26 @@ def test_a_bad_pool_setting_names_its_key():
         _entry(pool_method="ward")
     with pytest.raises(ConfigError, match=r"^rerankers\.li\.pool_factor: must be >= 1, got 0"):
         _entry(pool_factor=0)
+
+
+def test_every_pool_setting_reuses_the_documents_token_vectors(tmp_path):
+    cache = ScoreCache(tmp_path / "scores.sqlite")
+    first = _entry(pool_factor=2, pool_method="kmeans").scorer(MINILM, cache)
+    first.score(PAIRS)
+    docs = len({d for _, d in PAIRS})
+    assert first.vectors_reused == 0
+    second = _entry(pool_factor=3, pool_method="hierarchical").scorer(MINILM, ScoreCache(tmp_path / "scores.sqlite"))
+    assert second.key != first.key and second.vectors_key == first.vectors_key  # pooling keys the scores, not the vectors
+    got = second.score(PAIRS)
+    assert second.vectors_reused == docs and second.forward_calls == 1  # the queries' batch only
+    np.testing.assert_allclose(got, _independent(3, "hierarchical"), atol=1e-5)
+    other_length = make_reranker("li", {"type": "late-interaction", "model": MINILM, "query_length": Q_LEN, "document_length": D_LEN + 1})
+    assert other_length.scorer(MINILM, None).vectors_key != first.vectors_key
+
+
+def test_stored_vectors_come_back_bit_for_bit():
+    cache = ScoreCache(None)
+    rows = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
+    assert cache.put_vectors("m", {"a": rows})["a"].tobytes() == rows.tobytes()
+    assert cache.put_vectors("m", {"a": rows + 1})["a"].tobytes() == rows.tobytes()  # the first writer wins
+    assert cache.get_vectors("m", ["a", "b"])["a"].shape == (7, 5) and cache.get_vectors("other", ["a"]) == {}

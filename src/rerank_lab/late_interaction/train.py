@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -154,7 +155,7 @@ def train(cfg: LateTrainConfig, train_rows, out: Path, dataset_path: str = "data
             num_train_epochs=float(cfg.epochs),
             per_device_train_batch_size=cfg.batch_size,
             learning_rate=float(cfg.learning_rate),
-            warmup_ratio=float(cfg.warmup_ratio),
+            warmup_steps=int(cfg.warmup_ratio * math.ceil(len(examples) / cfg.batch_size) * cfg.epochs),
             seed=cfg.seed,
             data_seed=cfg.seed,
             bf16=device.startswith("cuda"),

@@ -13,6 +13,7 @@ that changes a score (pooling included) is part of the score cache's key.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Literal
 
@@ -60,6 +61,10 @@ class MaxSimScorer(CachedScorer):
         spec = ScoringSpec(family=s.family, query_length=s.query_length, pooling=pooling)
         self.identity = fingerprint(model, s.document_length, "float32", self.device, spec)
         self.key = key_of(self.identity)
+        # documents' token vectors depend on neither pooling nor queries: every pool setting reuses them
+        plain = fingerprint(model, s.document_length, "float32", self.device, ScoringSpec(family=s.family))
+        self.vectors_key = key_of({**plain, "stored": "document token vectors"})
+        self.vectors_reused = 0
         self.pairs_scored = self.forward_calls = 0
         self._model = None
 
@@ -77,7 +82,7 @@ class MaxSimScorer(CachedScorer):
         return self._model
 
     def _embed(self, texts: list[str], task: Literal["query", "document"]) -> list[np.ndarray]:
-        """Each text's token embeddings (special tokens included, no padding), L2-normalised."""
+        """Each text's token embeddings (special tokens included, no padding), float32 as the model gives them."""
         model, size = self._load(), self.settings.batch_size
         if model.model_type == "MultiVectorEncoder":
             encode = model.encode_query if task == "query" else model.encode_document
@@ -86,22 +91,32 @@ class MaxSimScorer(CachedScorer):
             model.max_seq_length = self.settings.query_length if task == "query" else self.settings.document_length
             out = model.encode(texts, output_value="token_embeddings", batch_size=size, device=self.device)
         self.forward_calls += -(-len(texts) // size)
-        rows = [t.float().cpu().numpy().astype(np.float64) for t in out]
-        return [r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12) for r in rows]
+        return [t.float().cpu().numpy() for t in out]
+
+    def _document_tokens(self, documents: list[str]) -> list[np.ndarray]:
+        """:meth:`_embed` of documents through the cache's ``vectors`` table: a document embedded by any
+        earlier run of this model and document length (any pool setting) is read, not embedded."""
+        keys = [hashlib.sha1(d.encode()).hexdigest() for d in documents]
+        found = self.cache.get_vectors(self.vectors_key, list(dict.fromkeys(keys)))
+        self.vectors_reused += len(found)
+        missing = {k: d for k, d in zip(keys, documents) if k not in found}
+        if missing:
+            found.update(self.cache.put_vectors(self.vectors_key, dict(zip(missing, self._embed(list(missing.values()), "document")))))
+        return [found[k] for k in keys]
 
     def document_vectors(self, documents: list[str]) -> list[np.ndarray]:
-        """Each document's vectors as the index would hold them: token embeddings, pooled."""
+        """Each document's vectors as the index would hold them: token embeddings, normalised, pooled."""
         from rerank_lab.late_interaction import pool
 
         s = self.settings
-        return [pool(v, s.pool_factor, s.pool_method, s.pool_seed, s.protected) for v in self._embed(documents, "document")]
+        return [pool(unit(v), s.pool_factor, s.pool_method, s.pool_seed, s.protected) for v in self._document_tokens(documents)]
 
     def _compute(self, pairs: list[Pair]) -> np.ndarray:
         from rerank_lab.late_interaction import maxsim_pair
 
         queries = list(dict.fromkeys(q for q, _ in pairs))
         documents = list(dict.fromkeys(d for _, d in pairs))
-        q_vec = dict(zip(queries, self._embed(queries, "query")))
+        q_vec = dict(zip(queries, map(unit, self._embed(queries, "query"))))
         d_vec = dict(zip(documents, self.document_vectors(documents)))
         return np.array([maxsim_pair(q_vec[q], d_vec[d]) for q, d in pairs], dtype=np.float64)
 
@@ -120,6 +135,12 @@ class MaxSimScorer(CachedScorer):
             "vectors_per_document": round(float(np.mean(vectors)), 4) if vectors else 0.0,
             "index_mb_fp16": round(sum(vectors) * dim * 2 / 2**20, 4),
         }
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    """Token vectors L2-normalised, in float64."""
+    rows = rows.astype(np.float64)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
 def is_multi_vector(name: str) -> bool:
