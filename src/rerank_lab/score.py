@@ -123,7 +123,8 @@ def score_runs(cfg: ScoreConfig, scorer, runs_root: Path, queries: dict[str, dic
         docs = sorted({d for head in table.values() for docs in head.values() for d in docs})
         stats.update({f"index_{k}": v for k, v in scorer.index_stats([passages[d] for d in docs]).items()})
     stats.update({"pairs_computed": scorer.pairs_scored, "pairs_from_cache": scorer.cache.hits, "forward_batches": scorer.forward_calls})
-    stats["vectors_from_cache"] = getattr(scorer, "vectors_reused", 0)  # late interaction: documents' token vectors read, not embedded
+    if hasattr(scorer, "vectors_reused"):  # late interaction: documents' token vectors read, not embedded
+        stats["vectors_from_cache"] = scorer.vectors_reused
     return stats
 
 
@@ -165,4 +166,4 @@ def run(cfg: tuple[ScoreConfig, Any], inputs: dict[str, Any], outputs: dict[str,
 
 def describe(cfg: tuple[ScoreConfig, Any], stats: dict[str, float]) -> str:
     """The shared cache's bookkeeping (kept out of the metrics file)."""
-    return "score cache: " + ", ".join(f"{k} {stats[k]}" for k in VOLATILE)
+    return "score cache: " + ", ".join(f"{k} {stats[k]}" for k in VOLATILE if k in stats)
