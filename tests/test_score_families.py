@@ -134,3 +134,16 @@ def test_a_local_model_outside_the_declared_folder_is_refused(world, tmp_path, m
              "--dataset", "dataset", "--corpus", "corpus", "--models", "models/pretrained",
              "--output", tmp_path / "o", "--metrics", tmp_path / "o.json")  # fmt: skip
     assert not (tmp_path / "o").exists()
+
+
+def test_a_trained_late_interaction_reranker_needs_the_train_late_model(world, tmp_path, monkeypatch):
+    from rerank_lab.errors import ConfigError
+
+    monkeypatch.chdir(world)
+    params = {"score": {"reranker": "colbert", "top_k": TOP_K}, "rerankers": {"colbert": {"type": "late-interaction", "model": "trained"}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=r"rerankers\.colbert\.model is trained, but no --late-model was given \(fix: pass --late-model"):
+        _run("score", "--params", tmp_path / "params.yaml", "--model", "models/pretrained/bert2", "--runs", "runs",
+             "--dataset", "dataset", "--corpus", "corpus", "--models", "models/pretrained",
+             "--output", tmp_path / "o", "--metrics", tmp_path / "o.json")  # fmt: skip
+    assert not (tmp_path / "o").exists()
