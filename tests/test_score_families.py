@@ -122,15 +122,26 @@ def test_each_family_runs_as_an_r0_cell_through_score_tune_and_evaluate(world, f
     assert all(metrics[run]["test"]["queries"] == 6 and 0 <= metrics[run]["test"]["ndcg@10"] <= 1 for run in ("bm25+ce", "bm25+ce+tuned"))
 
 
-def test_a_local_model_outside_the_declared_folder_is_refused(world, tmp_path, monkeypatch):
+def _refused(params: dict, tmp_path: Path, message: str) -> None:
+    """``score`` with ``params`` stops with ``message`` (a ConfigError) and writes nothing."""
     from rerank_lab.errors import ConfigError
 
-    monkeypatch.chdir(world)
-    params = {"score": {"reranker": "x", "top_k": TOP_K}, "rerankers": {"x": {"type": "cross-encoder", "model": str(tmp_path / "m")}}}
-    tiny_bert(tmp_path / "m", 1)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(ConfigError, match=r"rerankers\.x\.model names the local folder .* not under models/pretrained"):
+    with pytest.raises(ConfigError, match=message):
         _run("score", "--params", tmp_path / "params.yaml", "--model", "models/pretrained/bert2", "--runs", "runs",
              "--dataset", "dataset", "--corpus", "corpus", "--models", "models/pretrained",
              "--output", tmp_path / "o", "--metrics", tmp_path / "o.json")  # fmt: skip
     assert not (tmp_path / "o").exists()
+
+
+def test_a_local_model_outside_the_declared_folder_is_refused(world, tmp_path, monkeypatch):
+    monkeypatch.chdir(world)
+    params = {"score": {"reranker": "x", "top_k": TOP_K}, "rerankers": {"x": {"type": "cross-encoder", "model": str(tmp_path / "m")}}}
+    tiny_bert(tmp_path / "m", 1)
+    _refused(params, tmp_path, r"rerankers\.x\.model names the local folder .* not under models/pretrained")
+
+
+def test_a_trained_late_interaction_reranker_needs_the_train_late_model(world, tmp_path, monkeypatch):
+    monkeypatch.chdir(world)
+    params = {"score": {"reranker": "colbert", "top_k": TOP_K}, "rerankers": {"colbert": {"type": "late-interaction", "model": "trained"}}}
+    _refused(params, tmp_path, r"rerankers\.colbert\.model is trained, but no --late-model was given \(fix: pass --late-model")

@@ -5,6 +5,7 @@ the trained model through the late-interaction scorer."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -155,3 +156,31 @@ def test_the_score_stage_scores_the_trained_model_by_maxsim_of_its_own_encodings
     np.testing.assert_allclose(got, want, atol=1e-5)
     zero_shot = make_reranker("li", {"type": "late-interaction", "model": MINILM}).scorer(MINILM, None)
     assert not is_multi_vector(MINILM) and zero_shot.key != entry.scorer(folder, None).key
+
+
+def test_the_train_late_command_writes_the_model_and_its_metrics_together(base, tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+
+    from rerank_lab import cli
+    from rerank_lab.io.datasets import save_dataset
+
+    monkeypatch.chdir(tmp_path)  # paths as dvc.yaml gives them
+    shutil.copytree(base, "models/pretrained/base")
+    from rerank_lab.schema import to_dataset
+
+    rows = [{**r, "context_spans": [[[0, len(t)]] for t in r["texts"]]} for r in _rows().to_list()]
+    save_dataset(datasets.DatasetDict({"train": to_dataset(rows)}), "dataset")
+    settings = {"model": "models/pretrained/base", "dim": 16, "query_length": 8, "document_length": 24, "list_size": 4, "batch_size": 4}
+    Path("params.yaml").write_text(yaml.safe_dump({"late_train": {**settings, "mode": "pool-aware", "pool_factor_max": 2}}))
+    args = ["train-late", "--params", "params.yaml", "--dataset", "dataset", "--models", "models/pretrained"]
+    args += ["--output", "late", "--metrics", "m.json"]
+    cli.cli.main(args, prog_name="rerank-lab", standalone_mode=False)
+    metrics = json.loads(Path("m.json").read_text())
+    assert metrics["steps"] == 3 and sum(metrics["pool_factor_batches"].values()) == 3 and "train_seconds" not in metrics
+    assert is_multi_vector("late")
+    Path("params.yaml").write_text(yaml.safe_dump({"late_train": {**settings, "model": str(base)}}))  # a folder outside models/pretrained
+    with pytest.raises(ConfigError, match=r"late_train\.model names the local folder .* not under models/pretrained"):
+        cli.cli.main([*args[:-4], "--output", "late2", "--metrics", "m2.json"], prog_name="rerank-lab", standalone_mode=False)
+    assert not Path("late2").exists() and not Path("m2.json").exists()
