@@ -85,8 +85,10 @@ COMMANDS: dict[str, dict[str, str]] = {
         "--metrics": "out/m.json",
         "--plots": "out/plots",
     },
+    "train-late": {"--dataset": "in/dataset", "--models": "in/models", "--output": "out/o", "--metrics": "out/m.json"},
     "score": {
         "--model": "in/model",
+        "--late-model": "in/late-model",
         "--runs": "in/runs",
         "--dataset": "in/dataset",
         "--corpus": "in/corpus",
@@ -118,7 +120,7 @@ FOLDERS = {"train": ("--output", "--plots"), "headline": ()}  # outputs written 
 
 
 def _world(tmp: Path) -> None:
-    names = ("raw", "dataset", "corpus", "qrels", "index", "models", "model", "scores", "probabilities", "repo")
+    names = ("raw", "dataset", "corpus", "qrels", "index", "models", "model", "late-model", "scores", "probabilities", "repo")
     names += ("evaluate.json", "tune.json")  # headline's inputs (placeholders, never read)
     for name in names:
         (tmp / "in" / name).mkdir(parents=True)
