@@ -50,6 +50,9 @@ def test_the_shipped_params_are_consistent() -> None:
         ({"tune.run": "dense"}, r"^tune\.run: unknown score\.runs entry, got 'dense' \(fix: .*bm25"),
         ({"miners.mixed.run": "splade"}, r"^miners\.mixed\.run: unknown first_stage entry, got 'splade'"),
         ({"teachers.bm25.run": "bm25x"}, r"^teachers\.bm25\.run: unknown first_stage entry, got 'bm25x' \(fix: did you mean 'bm25'\?"),
+        # a cell renaming the reranked runs while evaluate still compares with the old name: found by evaluate, last
+        ({"score.name": "colbert"}, r"^evaluate\.compare_also: unknown run, got 'bm25\+ce' \(fix: .*bm25\+colbert, bm25\+colbert\+tuned"),
+        ({"evaluate.baseline": "bm25+tuned"}, r"^evaluate\.baseline: unknown run, got 'bm25\+tuned' \(fix: "),
         # sentence mode on a dataset without sentence evidence: refused before convert runs
         (
             {"task.unit": "sentences", "datasets": ["scifact_rationales", "nfcorpus"]},

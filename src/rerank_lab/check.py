@@ -2,7 +2,8 @@
 
 Each stage checks its own section when it starts, but a mistake that only shows where two sections
 meet -- ``train.dataset`` naming a dataset that is not converted, ``score.runs`` naming a first stage
-that never runs, ``tune.run`` scoring a run that is not reranked -- used to surface in the stage
+that never runs, ``tune.run`` scoring a run that is not reranked, ``evaluate.compare_also`` naming a
+run no stage writes (``bm25+ce`` after ``score.name`` changed) -- used to surface in the stage
 that needs it, after every stage before it had run (16 minutes, on a grid cell). ``check`` is the
 first stage of dvc.yaml: it depends on the whole params file, and every ``convert`` depends on its
 output, so DVC runs it before anything else and an inconsistent cell stops in a second, with one line
@@ -57,6 +58,7 @@ def consistency(params: dict[str, Any]) -> None:
     if "dataset" in train:  # trained on one converted dataset; evaluated on every dataset
         _member("train.dataset", train["dataset"], datasets, "dataset")
     _first_stage_refs(params, first_stage)
+    _evaluated_refs(params, first_stage, fusions)
     _sentence_sources(params, datasets)
 
 
@@ -92,6 +94,21 @@ def _first_stage_refs(params: dict[str, Any], first_stage: list[str]) -> None:
     tune_run = (params.get("tune") or {}).get("run")
     if tune_run is not None and score_runs:
         _member("tune.run", tune_run, list(score_runs), "score.runs entry")
+
+
+def _evaluated_refs(params: dict[str, Any], first_stage: list[str], fusions: list[str]) -> None:
+    """evaluate's reference runs (``baseline``, ``compare_also``) are runs the pipeline writes: a
+    first stage, a fusion, ``<score.runs entry>+<score.name>`` or ``<tune.run>+<score.name>+tuned``."""
+    score = params.get("score") or {}
+    name = score.get("name", "ce")
+    runs = [*first_stage, *fusions, *(f"{run}+{name}" for run in score.get("runs", []))]
+    if (params.get("tune") or {}).get("run") is not None:
+        runs.append(f"{params['tune']['run']}+{name}+tuned")
+    evaluate = params.get("evaluate") or {}
+    if evaluate.get("baseline") is not None:
+        _member("evaluate.baseline", evaluate["baseline"], runs, "run")
+    for ref in evaluate.get("compare_also") or []:
+        _member("evaluate.compare_also", ref, runs, "run")
 
 
 def configure(params: dict[str, Any]) -> None:
