@@ -114,7 +114,8 @@ def test_each_family_runs_as_an_r0_cell_through_score_tune_and_evaluate(world, f
     assert np.ptp(want) > 1e-3
 
     scored = json.loads((out / "score.json").read_text())
-    assert ("index_vectors_per_document" in scored) == (family == "late-interaction")  # what a pooled index would hold
+    index = {"index_documents", "index_vectors_per_document", "index_mb_fp16"}  # what a pooled index would hold
+    assert (index <= set(scored)) == (family == "late-interaction") and not any(k.startswith("index_index") for k in scored)
     tuned = json.loads((out / "tune.json").read_text())
     assert tuned["trials"] == 8 and tuned["tuned"] is True
     metrics = json.loads((out / "evaluate.json").read_text())

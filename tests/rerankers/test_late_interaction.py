@@ -64,7 +64,7 @@ def test_pooling_shrinks_the_index_as_documented():
         assert pooled == [pooled_count(n, factor) for n in counts]
         stats = scorer.index_stats(docs)
         assert stats["vectors_per_document"] == round(float(np.mean(pooled)), 4) and stats["documents"] == 3
-        assert stats["index_mb_fp16"] == pytest.approx(sum(pooled) * 384 * 2 / 2**20, abs=1e-4)
+        assert stats["mb_fp16"] == pytest.approx(sum(pooled) * 384 * 2 / 2**20, abs=1e-4)
     assert full.index_stats(docs)["vectors_per_document"] == round(float(np.mean(counts)), 4)
 
 

@@ -133,7 +133,7 @@ class MaxSimScorer(CachedScorer):
         return {
             "documents": len(documents),
             "vectors_per_document": round(float(np.mean(vectors)), 4) if vectors else 0.0,
-            "index_mb_fp16": round(sum(vectors) * dim * 2 / 2**20, 4),
+            "mb_fp16": round(sum(vectors) * dim * 2 / 2**20, 4),
         }
 
 
