@@ -35,6 +35,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "label": (),
     "teacher-score": (),
     "train": (),
+    "train-late": (),
     "score": (),
     "tune": (),
     "evaluate": (),
@@ -46,6 +47,7 @@ SELF = "check"
 def configures() -> dict[str, Callable[..., Any]]:
     """Each command's ``configure`` (index, retrieve and fuse share rerank_lab.retrieve)."""
     from rerank_lab import convert, dedup, evaluate, headline, label, mine, retrieve, score, teacher, train, tune
+    from rerank_lab.late_interaction import train as train_late
 
     return {
         "convert": convert.configure,
@@ -57,6 +59,7 @@ def configures() -> dict[str, Callable[..., Any]]:
         "label": label.configure,
         "teacher-score": teacher.configure,
         "train": train.configure,
+        "train-late": train_late.configure,
         "score": score.configure,
         "tune": tune.configure,
         "evaluate": evaluate.configure,
