@@ -32,6 +32,8 @@ def _with(changes: dict) -> dict:
 def test_the_shipped_params_are_consistent() -> None:
     consistency(PARAMS)
     consistency(_with({"task.unit": "sentences"}))  # SciFact has sentence evidence
+    # first stages and fusions tuned alone, and compared with by evaluate under their tuned names
+    consistency(_with({"tune.first_stages": ["bm25", "dense", "rrf"], "evaluate.compare_also": ["rrf+tuned"]}))
 
 
 @pytest.mark.parametrize(
@@ -48,6 +50,8 @@ def test_the_shipped_params_are_consistent() -> None:
         ({"fusion": []}, r"^fusion: is empty: evaluate reads each dataset's data/fuse/<dataset>, which only a fusion writes, got \[\]"),
         ({"score.runs": ["bm25", "rrf"]}, r"^score\.runs: unknown first_stage entry, got 'rrf'"),
         ({"tune.run": "dense"}, r"^tune\.run: unknown score\.runs entry, got 'dense' \(fix: .*bm25"),
+        # a first stage tuned alone must be one the pipeline writes (a retriever that runs, or a fusion)
+        ({"tune.first_stages": ["bm25", "splade"]}, r"^tune\.first_stages: unknown first_stage or fusion entry, got 'splade' \(fix: "),
         ({"miners.mixed.run": "splade"}, r"^miners\.mixed\.run: unknown first_stage entry, got 'splade'"),
         ({"teachers.bm25.run": "bm25x"}, r"^teachers\.bm25\.run: unknown first_stage entry, got 'bm25x' \(fix: did you mean 'bm25'\?"),
         # a cell renaming the reranked runs while evaluate still compares with the old name: found by evaluate, last

@@ -224,6 +224,19 @@ def test_only_unjudged_queries_give_zero_means(tmp_path):
     assert rows == []
 
 
+def test_a_tuned_system_that_abstained_on_every_query_scores_zero_while_an_empty_first_stage_is_refused(tmp_path):
+    """tune writes what its system answers: abstaining on every query of a split is an empty run
+    (nDCG 0, no false evidence), not a broken file -- an empty retrieval run still is one."""
+    write_run({}, tmp_path / "runs" / "bm25+tuned" / "test.trec", tag="bm25+tuned")
+    write_qrels({"q1": {"a": 1}, "q2": {"b": 0}}, tmp_path / "qrels" / "test.tsv")
+    summary, rows = evaluate_runs([tmp_path / "runs"], tmp_path / "qrels", {"test": {"q1", "q2"}}, ("ndcg@10",), ("test",))
+    assert summary == {"bm25+tuned": {"test": {"ndcg@10": 0.0, "queries": 1, "queries_without_relevant": 1, "false_evidence_rate": 0.0}}}
+    assert rows == [("bm25+tuned", "test", "q1", {"ndcg@10": 0.0})]
+    write_run({}, tmp_path / "runs" / "bm25" / "test.trec", tag="bm25")
+    with pytest.raises(InputError, match=r"bm25/test\.trec: empty run file"):
+        evaluate_runs([tmp_path / "runs"], tmp_path / "qrels", {"test": {"q1", "q2"}}, ("ndcg@10",), ("test",))
+
+
 def test_split_without_a_run_file_is_skipped(tmp_path):
     write_run({"q1": {"a": 1.0}}, tmp_path / "runs" / "r" / "test.trec", tag="r")
     write_qrels({"q1": {"a": 1}}, tmp_path / "qrels" / "test.tsv")

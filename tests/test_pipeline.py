@@ -60,6 +60,7 @@ TINY_OVERRIDES = {
     "rerankers.ce.max_length": 64,
     "tune.n_trials": 20,
     "tune.epsilon": 0.5,
+    "tune.first_stages": ["bm25", "rrf"],  # tuned alone too: a retrieve run and a fuse run
     "tune.top_k_retriever": [5, 20],
 }
 
@@ -135,9 +136,9 @@ def test_every_metric_matches_a_computation_by_hand(pipeline: Path) -> None:
     """Each run file's nDCG@10 and Recall@K, recomputed here from the file and the qrels without
     pytrec_eval, is what evaluate wrote; the no-evidence queries are those the qrels judge 0 only."""
     metrics = json.loads((pipeline / "metrics/evaluate/tiny.json").read_text())
-    assert sorted(metrics) == ["bm25", "bm25+ce", "bm25+ce+tuned", "bm25s", "dense", "rrf", "weighted"]
+    assert sorted(metrics) == ["bm25", "bm25+ce", "bm25+ce+tuned", "bm25+tuned", "bm25s", "dense", "rrf", "rrf+tuned", "weighted"]
     folders = {p.name: p for root in ("retrieve", "fuse", "score") for p in (pipeline / "data" / root / "tiny").iterdir() if p.is_dir()}
-    folders["bm25+ce+tuned"] = pipeline / "data/tune/tiny/runs/bm25+ce+tuned"
+    folders |= {p.name: p for p in (pipeline / "data/tune/tiny/runs").iterdir()}
     for split in ("validation", "test"):
         qrels = _qrels(pipeline / "data/convert/tiny/qrels" / f"{split}.tsv")
         evidence = {q: j for q, j in qrels.items() if any(g > 0 for g in j.values())}
@@ -192,6 +193,13 @@ def test_tune_chooses_on_dev_and_respects_the_constraint(pipeline: Path) -> None
     trials = (pipeline / "data/tune/tiny/trials.tsv").read_text().splitlines()
     assert len(trials) == 1 + 20
     assert len((pipeline / "data/tune/tiny/topk.tsv").read_text().splitlines()) == 1 + 5
+    # the first stages tuned alone under the same epsilon, evaluated as runs of their own
+    evaluated = json.loads((pipeline / "metrics/evaluate/tiny.json").read_text())
+    for name in ("bm25", "rrf"):
+        alone = tune["first_stages"][name]
+        assert alone["trials"] == 20 and alone["best_select_false_evidence"] <= 0.5
+        assert json.loads((pipeline / f"data/tune/tiny/first_stages/{name}/best.json").read_text())["run"] == f"{name}+tuned"
+        assert "false_evidence_rate" in evaluated[f"{name}+tuned"]["test"]
 
 
 def test_tune_rerun_gives_the_same_bytes(pipeline: Path, tmp_path: Path) -> None:
@@ -200,7 +208,7 @@ def test_tune_rerun_gives_the_same_bytes(pipeline: Path, tmp_path: Path) -> None
     cmd = [
         sys.executable, "-m", "rerank_lab.cli", "tune",
         "--dataset", "data/convert/tiny/dataset", "--qrels", "data/convert/tiny/qrels",
-        "--runs", "data/retrieve/tiny", "--scores", "data/score/tiny",
+        "--runs", "data/retrieve/tiny", "--runs", "data/fuse/tiny", "--scores", "data/score/tiny",
     ]  # fmt: skip
     out = tmp_path / "again"
     subprocess.run([*cmd, "--output", str(out / "tune"), "--metrics", str(out / "m.json")], cwd=pipeline, check=True, capture_output=True)

@@ -78,7 +78,8 @@ def _sentence_sources(params: dict[str, Any], datasets: list[str]) -> None:
 
 
 def _first_stage_refs(params: dict[str, Any], first_stage: list[str]) -> None:
-    """Every ``run`` a miner, teacher, score or tune reads is a first stage that runs."""
+    """Every ``run`` a miner, teacher, score or tune reads is a first stage that runs (``tune.first_stages``:
+    or a fusion)."""
     mine = params.get("mine") or {}
     miner = (params.get("miners") or {}).get(mine.get("miner"), {})
     if isinstance(miner, dict) and "run" in miner:
@@ -94,16 +95,20 @@ def _first_stage_refs(params: dict[str, Any], first_stage: list[str]) -> None:
     tune_run = (params.get("tune") or {}).get("run")
     if tune_run is not None and score_runs:
         _member("tune.run", tune_run, list(score_runs), "score.runs entry")
+    for run in (params.get("tune") or {}).get("first_stages") or []:
+        _member("tune.first_stages", run, [*first_stage, *names(params, "fusion")], "first_stage or fusion entry")
 
 
 def _evaluated_refs(params: dict[str, Any], first_stage: list[str], fusions: list[str]) -> None:
     """evaluate's reference runs (``baseline``, ``compare_also``) are runs the pipeline writes: a
-    first stage, a fusion, ``<score.runs entry>+<score.name>`` or ``<tune.run>+<score.name>+tuned``."""
+    first stage, a fusion, ``<score.runs entry>+<score.name>``, ``<tune.run>+<score.name>+tuned`` or
+    ``<tune.first_stages entry>+tuned``."""
     score = params.get("score") or {}
     name = score.get("name", "ce")
     runs = [*first_stage, *fusions, *(f"{run}+{name}" for run in score.get("runs", []))]
     if (params.get("tune") or {}).get("run") is not None:
         runs.append(f"{params['tune']['run']}+{name}+tuned")
+    runs += [f"{run}+tuned" for run in (params.get("tune") or {}).get("first_stages") or []]
     evaluate = params.get("evaluate") or {}
     if evaluate.get("baseline") is not None:
         _member("evaluate.baseline", evaluate["baseline"], runs, "run")

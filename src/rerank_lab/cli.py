@@ -192,7 +192,7 @@ TUNE = Stage("tune", inputs=("dataset", "qrels", "runs", "scores"), metrics="met
 @PARAMS
 @click.option("--dataset", required=True, type=click.Path(), help="the dataset the runs answer")
 @click.option("--qrels", required=True, type=click.Path(), help="folder of <split>.tsv qrels (only the dev split's is read)")
-@click.option("--runs", required=True, type=click.Path(), help="folder with one sub-folder per first-stage run")
+@click.option("--runs", required=True, multiple=True, type=click.Path(), help="folder(s) with one sub-folder per run: retrieve's, fuse's")
 @click.option("--scores", required=True, type=click.Path(), help="the score stage's output folder")
 @OUTPUT
 @METRICS

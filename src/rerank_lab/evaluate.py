@@ -110,6 +110,11 @@ def mean(values: dict[str, dict[str, float]], metrics: tuple[str, ...]) -> dict[
     return {m: (sum(v[m] for v in values.values()) / n if n else 0.0) for m in metrics}
 
 
+# tune's systems (<run>+<reranker>+tuned, <first stage>+tuned) may abstain: one that abstained on every query of a
+# split wrote an empty run (nDCG 0, no false evidence), which is an answer, not a broken file
+ABSTAINS = "+tuned"
+
+
 def find_runs(run_roots: list[Path]) -> dict[str, Path]:
     """``{run name: folder}`` for every sub-folder holding ``*.trec`` files under the roots."""
     found: dict[str, Path] = {}
@@ -139,7 +144,7 @@ def evaluate_runs(
             run_path = folder / f"{split}.trec"
             if not run_path.is_file():
                 continue
-            run = read_run(run_path)
+            run = read_run(run_path, allow_empty=name.endswith(ABSTAINS))
             known = query_ids.get(split, set())
             stray = sorted(set(run) - known)
             if stray:

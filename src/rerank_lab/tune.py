@@ -22,10 +22,12 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from rerank_lab.config import ListOf, Number, Split, invalid, params_model
 from rerank_lab.errors import InputError
+from rerank_lab.io.trec import ranked
 from rerank_lab.optuna_storage import refuse_password
 from rerank_lab.policy import CALIBRATIONS, FUSIONS, GATES, NORMS, QueryCandidates, System, calibrated, candidates, sigmoid
 from rerank_lab.study import TuneInputs, TuneResult, tune
@@ -43,6 +45,9 @@ class TuneConfig:
     """The ``tune`` section of params.yaml."""
 
     run: str = Field("bm25", min_length=1)  # the first-stage run whose reranked head is tuned (a score.runs entry)
+    # first-stage runs (retrievers or fusions) also tuned as systems of their own, gated on their own scores under the same
+    # epsilon: what a reranker must beat at the same false-evidence budget; each is written as runs/<name>+tuned
+    first_stages: ListOf[Annotated[str, Field(min_length=1)]] = ()
     epsilon: Number = Field(0.2, ge=0.0, le=1.0)  # largest allowed false-evidence rate on no-evidence queries; 1 = no constraint
     n_trials: int = Field(300, ge=0)  # trials in the study (with a shared storage: its total, counting earlier runs)
     seed: int = 42
@@ -71,7 +76,7 @@ class TuneConfig:
                 raise invalid(self, name, "must be [low, high] with 1 <= low <= high", "e.g. [10, 200]")
 
     def space(self) -> dict[str, Any]:
-        """What defines the search (part of the study's name)."""
+        """What defines the search (part of the study's name; ``first_stages`` are studies of their own)."""
         keep = ("run", "epsilon", "seed", "pruner", "stages", "split", "confirm_fraction", "top_k_retriever", "k0")
         return {k: getattr(self, k) for k in keep} | {
             "calibrations": self.calibrations,
@@ -102,13 +107,17 @@ def configure(params: dict[str, Any]) -> tuple[TuneConfig, str]:
 
 def run(cfg: tuple[TuneConfig, str], inputs: dict[str, Any], outputs: dict[str, Path]) -> dict[str, Any]:
     tune_cfg, reranker = cfg
-    paths = (inputs["dataset"], inputs["qrels"], inputs["runs"], inputs["scores"])
+    paths = (inputs["dataset"], inputs["qrels"], tuple(inputs["runs"]), inputs["scores"])
     return tune_stage(tune_cfg, reranker, *paths, tune_cfg.storage, outputs["output"])
 
 
 def describe(cfg: tuple[TuneConfig, str], s: dict[str, Any]) -> str:
     if not s.get("tuned", True):
         return f"not tuned: the {cfg[0].split} split has no queries"
+    alone = "".join(
+        f"; {name} alone: confirm nDCG@10 {f['best_confirm_ndcg@10']:.4f}, false evidence {f['best_confirm_false_evidence']:.3f}"
+        for name, f in s.get("first_stages", {}).items()
+    )
     return (
         f"study {s['study']}: {s['trials']} trials ({s['trials_this_run']} new, {s['pruned']} pruned); "
         f"nDCG@10 select {s['default_select_ndcg@10']:.4f} -> {s['best_select_ndcg@10']:.4f}, "
@@ -116,7 +125,7 @@ def describe(cfg: tuple[TuneConfig, str], s: dict[str, Any]) -> str:
         f"(first stage {s['first_stage_confirm_ndcg@10']:.4f}); "
         f"false evidence select {s['best_select_false_evidence']:.3f}, confirm {s['best_confirm_false_evidence']:.3f} "
         f"(epsilon {s['epsilon']}); on confirm: meets epsilon {s['meets_epsilon_on_confirm']}, "
-        f"beats untuned {s['beats_untuned_on_confirm']}, beats first stage {s['beats_first_stage_on_confirm']}"
+        f"beats untuned {s['beats_untuned_on_confirm']}, beats first stage {s['beats_first_stage_on_confirm']}{alone}"
     )
 
 
@@ -131,7 +140,17 @@ def _digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def read_inputs(cfg: TuneConfig, dataset: Path, qrels_dir: Path, runs_root: Path, scored_root: Path) -> TuneInputs:
+Roots = Path | tuple[Path, ...]  # the folder(s) holding one sub-folder per run (retrieve's and fuse's)
+
+
+def run_folder(roots: Roots, name: str) -> Path:
+    """Run ``name``'s folder: the first of ``roots`` that has it (the first root when none does, so
+    the error that follows names where it was looked for first)."""
+    roots = (roots,) if isinstance(roots, Path) else tuple(Path(r) for r in roots)
+    return next((r / name for r in roots if (r / name).is_dir()), roots[0] / name)
+
+
+def read_inputs(cfg: TuneConfig, dataset: Path, qrels_dir: Path, runs_roots: Roots, scored_root: Path) -> TuneInputs:
     """Every split's candidates for run ``tune.run`` (splits the score stage did not score are
     skipped; the dev split must be there) and the dev split's qrels."""
     from rerank_lab.io.datasets import load_dataset
@@ -147,7 +166,7 @@ def read_inputs(cfg: TuneConfig, dataset: Path, qrels_dir: Path, runs_root: Path
     split_cands: dict[str, dict[str, QueryCandidates]] = {}
     read: list[Path] = [scores_path]
     for split in dd:
-        fs_path = runs_root / cfg.run / f"{split}.trec"
+        fs_path = run_folder(runs_roots, cfg.run) / f"{split}.trec"
         if (cfg.run, split) not in table:
             if split == cfg.split:
                 raise InputError(
@@ -170,15 +189,51 @@ def read_inputs(cfg: TuneConfig, dataset: Path, qrels_dir: Path, runs_root: Path
     return TuneInputs(split_cands, dev_qrels, depth, fingerprint)
 
 
-def write_outputs(folder: Path, tuned_name: str, inputs: TuneInputs, result: TuneResult) -> None:
-    """Write the tuned system's outputs into ``folder`` (see :func:`tune_stage`)."""
+def first_stage_alone(
+    cfg: TuneConfig, name: str, reranked: TuneInputs, runs_roots: Roots, qrels_dir: Path
+) -> tuple[TuneConfig, TuneInputs]:
+    """First stage ``name`` as a system of its own, on the same queries as the reranked system: its
+    own scores stand where the reranker's do (the gate reads them, calibrated; the head is as long as
+    the reranked one) and no fusion. Its calibrations are tune's: ``platt`` and ``isotonic`` fit
+    its scores to its dev labels; ``sigmoid`` (monotone too) just reads them as logits."""
+    from rerank_lab.io.trec import read_run
+
+    folder = run_folder(runs_roots, name)
+    head = max((q.reranker.size for q in reranked.splits[cfg.split].values()), default=0)
+    splits: dict[str, dict[str, QueryCandidates]] = {}
+    for split, queries in reranked.splits.items():
+        path = folder / f"{split}.trec"
+        if not path.is_file():
+            if split == cfg.split:
+                raise InputError(
+                    f"no {split} run {name!r} to tune alone",
+                    path=path,
+                    fix=f"list {name} in first_stage or fusion, or drop it from tune.first_stages",
+                )
+            continue
+        run = read_run(path)
+        splits[split] = {}
+        for qid in queries:
+            order = ranked(run.get(qid, {}))
+            scores = np.array([s for _, s in order], dtype=float)
+            splits[split][qid] = QueryCandidates([d for d, _ in order], scores, scores[:head].copy())
+    dev_qrels_path = qrels_dir / f"{cfg.split}.tsv"
+    depth = max((len(q.docs) for c in splits.values() for q in c.values()), default=0)
+    fingerprint = _digest([folder / f"{cfg.split}.trec", dev_qrels_path]) + hashlib.sha1("\n".join(splits[cfg.split]).encode()).hexdigest()
+    alone = dataclasses.replace(cfg, run=name, fusions=("none",), first_stages=())
+    return alone, TuneInputs(splits, reranked.dev_qrels, depth, fingerprint)
+
+
+def write_outputs(folder: Path, tuned_name: str, inputs: TuneInputs, result: TuneResult, runs: Path | None = None) -> None:
+    """Write the tuned system's outputs into ``folder``, its runs into ``runs`` (default
+    ``folder/runs``; see :func:`tune_stage`)."""
     from rerank_lab.io.atomic import write_text
     from rerank_lab.io.trec import write_run
 
     best = result.best
     for split, cands in inputs.splits.items():
         system = System.build(cands, result.calibrators, result.answerability)
-        write_run(system.run(best), folder / "runs" / tuned_name / f"{split}.trec", tag=tuned_name)
+        write_run(system.run(best), (runs or folder / "runs") / tuned_name / f"{split}.trec", tag=tuned_name)
         if system.answerable is not None:
             rows = [f"{q}\t{system.answerable[q]!r}" for q in sorted(system.answerable)]
             write_text(folder / "answerability" / f"{split}.tsv", "\n".join(["query_id\tp_answerable", *rows]) + "\n")
@@ -205,7 +260,7 @@ def tune_stage(
     reranker_name: str,
     dataset: Path,
     qrels_dir: Path,
-    runs_root: Path,
+    runs_roots: Roots,
     scored_root: Path,
     storage_url: str | None,
     out: Path,
@@ -216,7 +271,10 @@ def tune_stage(
     Writes ``runs/<run>+<reranker>+tuned/<split>.trec``, ``probabilities/<split>.tsv`` (every
     reranked pair's raw score, sigmoid and calibrated probability: evaluate's ECE),
     ``answerability/<split>.tsv`` (each query's probability of having evidence),
-    ``best.json``, ``trials.tsv`` and ``topk.tsv`` under ``out``; returns the metrics.
+    ``best.json``, ``trials.tsv`` and ``topk.tsv`` under ``out``; and for each of
+    ``tune.first_stages`` (:func:`first_stage_alone`, a study of its own under the same epsilon)
+    ``runs/<name>+tuned/<split>.trec`` and the same files under ``first_stages/<name>/``. Returns
+    the metrics (each first stage's under ``first_stages.<name>``).
     """
     from rerank_lab.io.atomic import atomic_dir, write_text
     from rerank_lab.io.datasets import load_dataset
@@ -230,8 +288,31 @@ def tune_stage(
             untuned = {"tuned": False, "reason": f"the {cfg.split} split has no queries", "epsilon": cfg.epsilon}
             write_text(tmp / "best.json", json.dumps(untuned, indent=2, sort_keys=True) + "\n")
         return {"tuned": False, "dev_queries": 0, "epsilon": cfg.epsilon}
-    inputs = read_inputs(cfg, dataset, qrels_dir, runs_root, scored_root)
+    inputs = read_inputs(cfg, dataset, qrels_dir, runs_roots, scored_root)
     result = tune(cfg, inputs, storage_url)
+    alone = {}
+    for name in dict.fromkeys(cfg.first_stages):
+        alone_cfg, alone_inputs = first_stage_alone(cfg, name, inputs, runs_roots, qrels_dir)
+        alone[name] = (alone_inputs, tune(alone_cfg, alone_inputs, storage_url))
     with atomic_dir(out) as tmp:
         write_outputs(tmp, f"{cfg.run}+{reranker_name}+tuned", inputs, result)
-    return result.summary
+        for name, (alone_inputs, alone_result) in alone.items():
+            write_outputs(tmp / "first_stages" / name, f"{name}+tuned", alone_inputs, alone_result, runs=tmp / "runs")
+    if not alone:
+        return result.summary
+    return result.summary | {"first_stages": {name: {k: r.summary[k] for k in ALONE_METRICS} for name, (_, r) in alone.items()}}
+
+
+# what the metrics keep of each first stage tuned alone (its whole summary is first_stages/<name>/... 's best.json and trials)
+ALONE_METRICS = (
+    "study",
+    "trials",
+    "best_trial",
+    "best_select_ndcg@10",
+    "best_select_false_evidence",
+    "best_confirm_ndcg@10",
+    "best_confirm_false_evidence",
+    "first_stage_confirm_ndcg@10",
+    "first_stage_confirm_false_evidence",
+    "meets_epsilon_on_confirm",
+)

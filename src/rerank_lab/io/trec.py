@@ -57,11 +57,12 @@ def write_run(run: Run, path: str | Path, tag: str, depth: int | None = None) ->
                 fh.write(f"{qid} Q0 {did} {rank} {float(score)!r} {tag}\n")
 
 
-def read_run(path: str | Path) -> Run:
+def read_run(path: str | Path, allow_empty: bool = False) -> Run:
     """Read a TREC run; malformed lines are reported with their number.
 
     Scores must be finite (NaN and +-inf have no place in a ranking), and a run must hold at least
-    one line: an empty run would score 0 on every query without a word.
+    one line: an empty run would score 0 on every query without a word -- unless ``allow_empty``
+    (a tuned system that abstained on every query of a split answered nothing, by design).
     """
     run: Run = {}
     for no, line in enumerate(read_lines(path), start=1):
@@ -92,7 +93,7 @@ def read_run(path: str | Path) -> Run:
         if did in run.get(qid, {}):
             raise InputError(f"doc {did} appears twice for query {qid}", path=path, record=f"line {no}", fix="one line per (query, doc)")
         run.setdefault(qid, {})[did] = value
-    if not run:
+    if not run and not allow_empty:
         raise InputError(
             "empty run file (no result lines)",
             path=path,
