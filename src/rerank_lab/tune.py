@@ -219,7 +219,9 @@ def first_stage_alone(
             splits[split][qid] = QueryCandidates([d for d, _ in order], scores, scores[:head].copy())
     dev_qrels_path = qrels_dir / f"{cfg.split}.tsv"
     depth = max((len(q.docs) for c in splits.values() for q in c.values()), default=0)
-    fingerprint = _digest([folder / f"{cfg.split}.trec", dev_qrels_path]) + hashlib.sha1("\n".join(splits[cfg.split]).encode()).hexdigest()
+    dev_ids = "\n".join(splits[cfg.split]).encode()
+    # the head's length (the reranked one's) bounds top_k_rerank: a shared study must not continue under another
+    fingerprint = _digest([folder / f"{cfg.split}.trec", dev_qrels_path]) + hashlib.sha1(dev_ids).hexdigest() + f":{head}"
     alone = dataclasses.replace(cfg, run=name, fusions=("none",), first_stages=())
     return alone, TuneInputs(splits, reranked.dev_qrels, depth, fingerprint)
 
