@@ -526,9 +526,33 @@ def test_group_and_list_formats_need_a_positive(fmt, word):
 
 
 def test_groups_format_with_too_few_negatives():
-    # list_size 4 -> 3 negatives per group, but every query has only 2 (q1 is the first seen)
-    with pytest.raises(InputError, match=r"record q1: query q1 has 2 negatives, the loss needs 3 \(fix: mine more negatives"):
+    # list_size 4 -> 3 negatives per group, but each of the 2 queries has only 2: dropping them all is refused, naming the keys
+    expected = (
+        r"train would drop 2 of 2 train rows \(100\.0%\), more than train\.max_drop_fraction = 0\.5 "
+        r"\(fix: mine more negatives \(mine\.num_negatives\) or lower train\.list_size .*, or raise train\.max_drop_fraction\)"
+    )
+    with pytest.raises(ConfigError, match=expected):
         build_examples(to_dataset(TINY), "groups", _cfg(list_size=4))
+    # the late-interaction stage's own section is named, not train's
+    with pytest.raises(
+        ConfigError, match=r"late_train would drop .* more than late_train\.max_drop_fraction .*lower late_train\.list_size"
+    ):
+        build_examples(to_dataset(TINY), "groups", _cfg(list_size=4), section="late_train")
+
+
+@pytest.mark.parametrize("fmt", ["groups", "teacher-groups"])
+def test_a_row_with_too_few_negatives_is_left_out_of_the_groups(fmt, caplog):
+    """A short abstract's sentences (sentence mode) give a row fewer negatives than a group has:
+    the row is left out (within max_drop_fraction) instead of stopping the stage."""
+    rich = [
+        _row(f"r{i}", f"query {i}", [f"pos {i}", *(f"neg {i}.{j}" for j in range(4))], [1, 0, 0, 0, 0], [1.0, 0, 0, 0, 0]) for i in range(3)
+    ]
+    short = _row("short", "a short abstract", ["pos", "neg a", "neg b"], [1, 0, 0], [1.0, 0.0, 0.0])
+    with caplog.at_level("WARNING"):
+        examples = build_examples(to_dataset([*rich, short]), fmt, _cfg(list_size=4, teacher="t"))
+    assert examples["query"] == ["query 0", "query 1", "query 2"]
+    assert all(len([c for c in examples.column_names if c.startswith("negative_")]) == 3 for _ in examples)
+    assert "1 of 4 train rows have fewer than 3 negatives" in caplog.text
 
 
 def test_unknown_model_path(tmp_path):

@@ -5,6 +5,7 @@ negative choice, and the dev samples of the training-time evaluator.
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,8 @@ from rerank_lab.schema import TEACHER_PREFIX
 
 if TYPE_CHECKING:
     from rerank_lab.train import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 def _split_row(row: dict, cfg: TrainConfig, gains: list[float]) -> tuple[list[int], list[int]]:
@@ -59,12 +62,14 @@ def text_gains(row: dict, qrels: Qrels | None) -> list[float]:
 
 
 def build_examples(
-    ds: datasets.Dataset, fmt: str, cfg: TrainConfig, path: str = "train split", qrels: Qrels | None = None
+    ds: datasets.Dataset, fmt: str, cfg: TrainConfig, path: str = "train split", qrels: Qrels | None = None, section: str = "train"
 ) -> datasets.Dataset:
     """Lay the contract's rows out in the format a loss trains on (see rerank_lab.losses).
 
     ``qrels`` (this split's graded judgments) give list labels with ``gains: graded``; without
-    them a list's labels are the 0/1 labels.
+    them a list's labels are the 0/1 labels. A group has exactly ``list_size - 1`` negatives, so a
+    row with fewer (a short abstract's sentences, in sentence mode) is left out, counted against
+    ``<section>.max_drop_fraction`` (``section``: the params section ``cfg`` came from).
     """
     teacher_col = f"{TEACHER_PREFIX}{cfg.teacher}" if cfg.teacher else None
     if fmt.startswith("teacher") and teacher_col not in ds.column_names:
@@ -78,13 +83,27 @@ def build_examples(
     if cfg.no_positive == "skip" and fmt not in ("pairs", "classes", "teacher-pairs"):
         kept = [r for r in rows if any(r["labels"])]  # pointwise losses still learn from all-negative rows
         fix = "these rows have no positive text: check the dataset's labels, or train a pointwise loss (bce) that uses them"
-        key = "train.max_drop_fraction"
-        check_drop(len(rows), len(kept), cfg.max_drop_fraction, stage="train", split="train", key=key, fix=fix, path=path)
+        key = f"{section}.max_drop_fraction"
+        check_drop(len(rows), len(kept), cfg.max_drop_fraction, stage=section, split="train", key=key, fix=fix, path=path)
+        rows = kept
+    n_neg = cfg.list_size - 1
+    if fmt in ("groups", "teacher-groups"):
+        kept = [r for r in rows if sum(1 for label in r["labels"] if not label) >= n_neg]
+        fix = f"mine more negatives (mine.num_negatives) or lower {section}.list_size (a group has list_size - 1 negatives)"
+        key = f"{section}.max_drop_fraction"
+        check_drop(len(rows), len(kept), cfg.max_drop_fraction, stage=section, split="train", key=key, fix=fix, path=path)
+        if len(kept) < len(rows):
+            log.warning(
+                "%s: %d of %d train rows have fewer than %d negatives: left out of the groups",
+                section,
+                len(rows) - len(kept),
+                len(rows),
+                n_neg,
+            )
         rows = kept
     if cfg.max_queries:
         rows = rows[: cfg.max_queries]
     out: list[dict[str, Any]] = []
-    n_neg = cfg.list_size - 1
     for row in rows:
         texts, labels = row["texts"], row["labels"]
         gains = text_gains(row, qrels) if cfg.gains == "graded" else [float(x) for x in labels]
@@ -109,13 +128,6 @@ def build_examples(
                 idx = ([p, *lower[: (cfg.list_size - 1) // 2], *neg])[: cfg.list_size]
                 out.append({"query": row["query"], "docs": [texts[i] for i in idx], "labels": [gains[i] for i in idx]})
             continue
-        if len(neg) < n_neg:
-            raise InputError(
-                f"query {row['id']} has {len(neg)} negatives, the loss needs {n_neg}",
-                path=path,
-                record=f"record {row['id']}",
-                fix="mine more negatives (mine.num_negatives) or lower train.list_size",
-            )
         for p in pos:
             ex = {"query": row["query"], "positive": texts[p], **{f"negative_{j + 1}": texts[i] for j, i in enumerate(neg)}}
             if fmt == "teacher-groups":

@@ -145,7 +145,7 @@ def train(cfg: LateTrainConfig, train_rows, out: Path, dataset_path: str = "data
     from rerank_lab.train_examples import build_examples
 
     started = time.time()
-    examples = build_examples(train_rows, cfg.format, cfg, path=f"{dataset_path} (train split)")
+    examples = build_examples(train_rows, cfg.format, cfg, path=f"{dataset_path} (train split)", section="late_train")
     device = best_device()
     model = build_model(cfg, device)
     loss, poolings = build_loss(cfg, model)
