@@ -99,3 +99,21 @@ def test_a_first_stage_without_a_dev_run_is_refused_naming_it(tmp_path):
     ):
         _stage(tmp_path, TuneConfig(n_trials=5, first_stages=("dense",)), "out")
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_a_first_stage_that_cannot_meet_epsilon_never_answers_and_says_so(tmp_path):
+    """One trial (the enqueued never-abstaining one) cannot meet epsilon 0: the reranked system's
+    study stops with the error, a first stage tuned alone becomes the system that never answers."""
+    from rerank_lab.study import ABSTAIN_EVERYWHERE, tune
+
+    write_stage_inputs(tmp_path)
+    cfg = TuneConfig(n_trials=1, epsilon=0.0)
+    inputs = read_inputs(cfg, *_paths(tmp_path))
+    with pytest.raises(InputError, match=r"no trial of study 'tune-bm25-\w+' met false-evidence <= 0\.0 \(1 trials\)"):
+        tune(cfg, inputs)
+    alone_cfg, alone_inputs = first_stage_alone(cfg, "bm25", inputs, (tmp_path / "runs",), tmp_path / "qrels")
+    result = tune(alone_cfg, alone_inputs, or_abstain=True)
+    assert result.best.threshold == ABSTAIN_EVERYWHERE and result.summary["no_trial_met_epsilon"] is True
+    assert result.summary["best_trial"] is None
+    assert result.summary["best_confirm_false_evidence"] == 0.0 and result.summary["best_confirm_ndcg@10"] == 0.0
+    assert "no_trial_met_epsilon" not in tune(TuneConfig(n_trials=1, epsilon=1.0), inputs).summary

@@ -204,10 +204,16 @@ def _wait_for_other_workers(study, timeout: float | None = None) -> None:
         time.sleep(0.1)
 
 
-def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) -> TuneResult:
+# a threshold above every probability: the system that never answers (no false evidence, nDCG 0)
+ABSTAIN_EVERYWHERE = 2.0
+
+
+def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None, or_abstain: bool = False) -> TuneResult:
     """Run the study on the dev split ``cfg.split`` of ``inputs`` (a fresh in-memory one, or fill
     the shared ``storage_url`` up to ``n_trials``) and return the chosen settings with their
-    select/confirm scores."""
+    select/confirm scores. When no trial meets epsilon: an error, or with ``or_abstain`` the system
+    that never answers (a first stage whose scores cannot keep false evidence that low; the
+    summary says ``no_trial_met_epsilon``)."""
     import optuna
 
     cands, dev_qrels, depth = inputs.splits[cfg.split], inputs.dev_qrels, inputs.depth
@@ -305,12 +311,16 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
         _wait_for_other_workers(study)
     listed = [t for t in study.trials if not over_budget(t)]  # a trial asked past the budget never ran
     best_trial = _feasible_best(study, epsilon)
-    if best_trial is None:
+    if best_trial is None and not or_abstain:
         raise InputError(
             f"no trial of study {name!r} met false-evidence <= {epsilon} ({len(listed)} trials)",
             fix="raise tune.epsilon, or add trials (tune.n_trials)",
         )
-    best = Settings.from_params(best_trial.params)
+    if best_trial is None:
+        log.warning("no trial of study %s met false-evidence <= %s: the system that never answers is chosen", name, epsilon)
+        best = dataclasses.replace(default, calibration=cfg.calibrations[0], threshold=ABSTAIN_EVERYWHERE)
+    else:
+        best = Settings.from_params(best_trial.params)
     halves = (("select", stages[-1]), ("confirm", confirm))
     results: dict[str, Any] = {}
     for part, subset in halves:
@@ -329,7 +339,8 @@ def tune(cfg: TuneConfig, inputs: TuneInputs, storage_url: str | None = None) ->
         "trials_this_run": len(ran),
         "complete": states.count("complete"),
         "pruned": states.count("pruned"),
-        "best_trial": best_trial.number,
+        "best_trial": best_trial.number if best_trial else None,
+        **({"no_trial_met_epsilon": True} if best_trial is None else {}),
         "epsilon": cfg.epsilon,
         "false_evidence_constrained": constrained,  # false: no no-evidence queries to constrain (tuned unconstrained)
         "select_queries": len(select_ids),

@@ -275,7 +275,8 @@ def tune_stage(
     ``answerability/<split>.tsv`` (each query's probability of having evidence),
     ``best.json``, ``trials.tsv`` and ``topk.tsv`` under ``out``; and for each of
     ``tune.first_stages`` (:func:`first_stage_alone`, a study of its own under the same epsilon)
-    ``runs/<name>+tuned/<split>.trec`` and the same files under ``first_stages/<name>/``. Returns
+    ``runs/<name>+tuned/<split>.trec`` and the same files under ``first_stages/<name>/`` (when none of
+    its trials meets epsilon: the system that never answers, said in its metrics). Returns
     the metrics (each first stage's under ``first_stages.<name>``).
     """
     from rerank_lab.io.atomic import atomic_dir, write_text
@@ -295,14 +296,15 @@ def tune_stage(
     alone = {}
     for name in dict.fromkeys(cfg.first_stages):
         alone_cfg, alone_inputs = first_stage_alone(cfg, name, inputs, runs_roots, qrels_dir)
-        alone[name] = (alone_inputs, tune(alone_cfg, alone_inputs, storage_url))
+        alone[name] = (alone_inputs, tune(alone_cfg, alone_inputs, storage_url, or_abstain=True))
     with atomic_dir(out) as tmp:
         write_outputs(tmp, f"{cfg.run}+{reranker_name}+tuned", inputs, result)
         for name, (alone_inputs, alone_result) in alone.items():
             write_outputs(tmp / "first_stages" / name, f"{name}+tuned", alone_inputs, alone_result, runs=tmp / "runs")
     if not alone:
         return result.summary
-    return result.summary | {"first_stages": {name: {k: r.summary[k] for k in ALONE_METRICS} for name, (_, r) in alone.items()}}
+    kept = {name: {k: r.summary[k] for k in ALONE_METRICS if k in r.summary} for name, (_, r) in alone.items()}
+    return result.summary | {"first_stages": kept}
 
 
 # what the metrics keep of each first stage tuned alone (its whole summary is first_stages/<name>/... 's best.json and trials)
@@ -317,4 +319,5 @@ ALONE_METRICS = (
     "first_stage_confirm_ndcg@10",
     "first_stage_confirm_false_evidence",
     "meets_epsilon_on_confirm",
+    "no_trial_met_epsilon",  # only there when true: its scores cannot keep false evidence that low, so it never answers
 )
