@@ -44,9 +44,9 @@ from rerank_lab import optuna_storage
 if sys.argv[3] != "open":
     from rerank_lab import cli, study, tune
     ready = Path(sys.argv[1])
-    optimize = optuna.Study.optimize
+    run_trials = study.run_trials  # what the tune stage calls to run its trials (rerank_lab.optuna_storage)
 
-    def barrier_first_trial(self, func, *args, **kwargs):
+    def barrier_first_trial(the_study, func, *args, **kwargs):
         def first_waits(trial):
             mark = ready.with_name("started" + ready.name[len("ready"):])
             if not mark.exists():
@@ -56,9 +56,10 @@ if sys.argv[3] != "open":
                     assert time.monotonic() < until, "the other workers never began a trial"
                     time.sleep(0.01)
             return func(trial)
-        return optimize(self, first_waits, *args, **kwargs)
+        return run_trials(the_study, first_waits, *args, **kwargs)
 
-    optuna.Study.optimize = barrier_first_trial
+    assert run_trials.__module__ == "rerank_lab.optuna_storage"  # the barrier wraps what tune really runs
+    study.run_trials = barrier_first_trial
 Path(sys.argv[1]).touch()
 deadline = time.monotonic() + 120
 while not Path(sys.argv[2]).exists() and time.monotonic() < deadline:
@@ -164,6 +165,9 @@ def test_two_workers_fill_one_study_and_report_the_same_best_trial(two_workers):
     assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"} and {t.state.name for t in unrun} <= {"FAIL"}
     host = socket.gethostname()
     ran = Counter(t.user_attrs["worker"] for t in trials)
+    # each worker's first trial waited at the barrier until the other had begun one (the WORKER's wrap of
+    # the trial loop tune runs: when tune stopped calling Study.optimize, the old wrap was never reached)
+    assert sorted(p.name for p in two_workers.root.glob("started*")) == ["started0", "started1"]
     assert set(ran) == {f"{host}:{pid}" for pid in two_workers.pids}  # both workers' trials, one study
     assert [m1["trials_this_run"], m2["trials_this_run"]] == [ran[f"{host}:{pid}"] for pid in two_workers.pids]
     # each waited for the other's last trial: the same finished trials, the same best one
